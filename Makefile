@@ -1,0 +1,58 @@
+# lunet — build, run and test. On a fresh Debian machine `make run` and
+# `make test` install what is missing (scripts/deps.sh) before anything else.
+
+SHELL   := /bin/bash
+CARGO   ?= cargo
+LUAJIT  ?= luajit
+BUSTED  ?= /usr/bin/busted
+STRESS_WORKERS ?= 50
+STRESS_OPS     ?= 100
+export STRESS_WORKERS STRESS_OPS
+
+.PHONY: all deps deps-test build build-debug run test test-cargo test-spec \
+        test-examples stress bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+## build/release: optimised, no tracing.
+build: deps
+	$(CARGO) build --release --workspace
+	@scripts/stage.sh release
+
+## build/debug: unoptimised, with zero-cost tracing compiled in.
+build-debug: deps
+	$(CARGO) build --workspace --features lunet/trace
+	@scripts/stage.sh debug
+
+run: build
+	build/release/lunet-run examples/hello.lua
+
+test: deps-test build build-debug
+	$(MAKE) --no-print-directory test-cargo test-spec test-examples stress
+	@echo "make test: all suites passed"
+
+test-cargo:
+	$(CARGO) test --workspace --release
+
+test-spec:
+	LUNET_BUILD=build/release $(LUAJIT) $(BUSTED) --output=utfTerminal spec
+	LUNET_BUILD=build/debug $(LUAJIT) $(BUSTED) --output=utfTerminal spec
+
+test-examples:
+	@scripts/test-examples.sh build/release
+
+stress: build-debug
+	timeout 600 build/debug/lunet-run scripts/stress.lua
+
+bench: build
+	build/release/lunet-run bench/core.lua
+
+clean:
+	$(CARGO) clean
+	rm -rf build .tmp

@@ -1,0 +1,140 @@
+//! The C ABI between the lunet core (`lunet.so`) and separately built modules
+//! (the database drivers).
+//!
+//! Only the core links libuv. Every other cdylib gets its own private copy of
+//! every Rust crate, statics included, so runtime state cannot be shared through
+//! Rust. Instead the core stores a pointer to a [`LunetAbi`] table in the Lua
+//! registry under [`REGISTRY_KEY`]; a driver fetches it with [`fetch`] and calls
+//! through it. Everything in this crate is `#[repr(C)]`, a constant, or a
+//! stateless helper, so it is safe to compile into several cdylibs at once.
+
+#![allow(non_snake_case)] // `L` is the Lua state, as everywhere in the Lua C API.
+
+use std::ffi::{c_int, c_void, CStr};
+
+pub use mlua::ffi;
+use mlua::ffi::lua_State;
+
+pub mod lua;
+
+/// Bumped on any incompatible change to [`LunetAbi`].
+pub const ABI_VERSION: u32 = 1;
+
+/// Registry field holding a light userdata that points at the core's [`LunetAbi`].
+pub const REGISTRY_KEY: &CStr = c"lunet.abi";
+
+/// Runs on a libuv thread-pool thread. Must not touch Lua, must not unwind.
+pub type WorkFn = unsafe extern "C" fn(data: *mut c_void);
+
+/// Runs on the loop thread after the work finished.
+///
+/// `co` is the coroutine to resume, or null when there is nothing to resume
+/// (fire-and-forget work, or the runtime is shutting down); `data` is the
+/// pointer given to `queue_work`. With a non-null `co`, the function pushes the
+/// values the coroutine should receive and returns how many it pushed. It owns
+/// `data` from here on (free it). It must not raise Lua errors.
+pub type AfterFn = unsafe extern "C" fn(co: *mut lua_State, data: *mut c_void) -> c_int;
+
+/// The table the core publishes. Fields are only ever appended; `size` lets a
+/// reader check that the fields it knows about are present.
+#[repr(C)]
+pub struct LunetAbi {
+    pub version: u32,
+    /// `size_of::<LunetAbi>()` as compiled into the core.
+    pub size: u32,
+    /// Opaque runtime pointer; pass it back as the first argument of every call.
+    pub ctx: *mut c_void,
+    /// Queues `work(data)` on libuv's thread pool. When it finishes, `after`
+    /// runs on the loop thread; if `co` was non-null, the core then resumes `co`
+    /// with the values `after` pushed. With a non-null `co` the caller must
+    /// `return lua_yield(co, 0)` right after a successful call (and must have
+    /// checked that `co` can yield). Returns 0, or a negative libuv error code,
+    /// in which case nothing was queued and `data` still belongs to the caller.
+    pub queue_work:
+        unsafe extern "C" fn(ctx: *mut c_void, co: *mut lua_State, data: *mut c_void, work: WorkFn, after: AfterFn)
+            -> c_int,
+    /// The core's `uv_loop_t *` (for diagnostics; drivers do not link libuv).
+    pub uv_loop: unsafe extern "C" fn(ctx: *mut c_void) -> *mut c_void,
+}
+
+/// Why a driver could not reach the core.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FetchError {
+    Missing,
+    Version { found: u32 },
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Missing => write!(f, "the lunet core module is not loaded (require(\"lunet\") failed or is missing)"),
+            FetchError::Version { found } => write!(
+                f,
+                "lunet core ABI version {found} does not match the version {ABI_VERSION} this driver was built for; \
+                 install matching versions of lunet and the driver"
+            ),
+        }
+    }
+}
+
+/// Reads the core's table from the registry of `L`.
+///
+/// # Safety
+/// `L` must be a valid Lua state with one free stack slot.
+pub unsafe fn fetch(L: *mut lua_State) -> Result<&'static LunetAbi, FetchError> {
+    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, REGISTRY_KEY.as_ptr());
+    let p = ffi::lua_touserdata(L, -1) as *const LunetAbi;
+    ffi::lua_settop(L, -2);
+    if p.is_null() {
+        return Err(FetchError::Missing);
+    }
+    let abi = &*p;
+    if abi.version != ABI_VERSION || (abi.size as usize) < std::mem::size_of::<LunetAbi>() {
+        return Err(FetchError::Version { found: abi.version });
+    }
+    Ok(abi)
+}
+
+/// Lua source of the yieldability guard every yielding entry point goes
+/// through. Loading it yields a function `guard(name, raw)` that returns a Lua
+/// function which raises `<name> must be called from coroutine` on the main
+/// thread, `<name> called in non-yieldable context` where a yield is impossible,
+/// and otherwise tail-calls `raw` (a C function that may `lua_yield`).
+///
+/// The check has to happen in Lua: the LuaJIT C API offers no portable way to
+/// ask whether the calling coroutine can yield, and registering a wait before a
+/// failed yield would later resume a coroutine that is not waiting.
+pub const GUARD_LUA: &str = r#"
+local isyieldable, running, error = coroutine.isyieldable, coroutine.running, error
+return function(name, raw)
+  local outside = name .. " must be called from coroutine"
+  local blocked = name .. " called in non-yieldable context"
+  return function(...)
+    if not isyieldable() then
+      if running() == nil then error(outside, 2) end
+      error(blocked, 2)
+    end
+    return raw(...)
+  end
+end
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_layout_is_stable() {
+        // Drivers compiled against this crate read the table by offset.
+        let ptr = std::mem::size_of::<usize>();
+        assert_eq!(std::mem::size_of::<LunetAbi>(), 8 + 3 * ptr);
+        assert_eq!(std::mem::offset_of!(LunetAbi, ctx), 8);
+    }
+
+    #[test]
+    fn fetch_error_messages_name_the_problem() {
+        assert!(FetchError::Missing.to_string().contains("not loaded"));
+        let v = FetchError::Version { found: 99 }.to_string();
+        assert!(v.contains("99") && v.contains(&ABI_VERSION.to_string()));
+    }
+}

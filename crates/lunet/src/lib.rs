@@ -1,0 +1,65 @@
+//! lunet core: the `lunet` Lua module (spawn, sleep, run) and, as they arrive,
+//! its submodules, all in one `lunet.so`. Lua's all-in-one C loader finds
+//! `luaopen_lunet_<sub>` here for `require("lunet.<sub>")`, with or without a
+//! prior `require("lunet")`.
+//!
+//! Layout: `runtime` (loop, ABI table, shutdown), `sched` (the one resume
+//! point), `trace` (debug-build counters), and one module per libuv handle or
+//! request kind (`timer`, `work`, ...).
+
+#![allow(non_snake_case)] // `L` is the Lua state, as everywhere in the Lua C API.
+#![allow(clippy::missing_safety_doc)]
+
+pub mod runtime;
+pub mod sched;
+pub mod timer;
+pub mod trace;
+pub mod work;
+
+use std::ffi::c_int;
+
+use lunet_abi::ffi;
+use lunet_abi::lua::type_name;
+use lunet_abi::lua_fn;
+
+use runtime::Kind::{Plain, Yields};
+
+lua_fn! {
+    /// `lunet.spawn(fn, ...)`: runs `fn(...)` in a new coroutine, now, up to its
+    /// first yield.
+    fn l_spawn(L) {
+        if ffi::lua_type(L, 1) != ffi::LUA_TFUNCTION {
+            return Err(format!("lunet.spawn expects a function (got {})", type_name(L, 1)).into());
+        }
+        let n = ffi::lua_gettop(L);
+        let co = ffi::lua_newthread(L); // stays on our stack, referenced, while it starts
+        ffi::lua_checkstack(L, n + 1);
+        for i in 1..=n {
+            ffi::lua_pushvalue(L, i);
+        }
+        ffi::lua_xmove(L, co, n);
+        sched::start(runtime::of(L), co, n - 1);
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    /// `require("lunet")`
+    #[no_mangle]
+    pub fn luaopen_lunet(L) {
+        let rt = runtime::ensure(L)?;
+        runtime::new_module(L, rt, "lunet", &[
+            #[cfg(feature = "trace")]
+            (c"_trace_leak", runtime::l_trace_leak, Plain),
+            (c"spawn", l_spawn, Plain),
+            (c"sleep", timer::l_sleep, Yields),
+            (c"run", runtime::l_run, Plain),
+            (c"_skip_loopback_restriction", runtime::l_skip_loopback, Plain),
+            (c"_loopback_restricted", runtime::l_loopback_restricted, Plain),
+            (c"_trace", runtime::l_trace, Plain),
+            (c"_pending", runtime::l_pending, Plain),
+            (c"_stop", runtime::l_stop, Plain),
+        ])?;
+        Ok(1 as c_int)
+    }
+}

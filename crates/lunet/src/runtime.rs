@@ -1,0 +1,267 @@
+//! The per-Lua-state runtime: the libuv loop, the auxiliary thread used for
+//! bookkeeping, the yield guard, the ABI table for drivers, and shutdown.
+//!
+//! A `Runtime` is created by the first `luaopen_lunet*` call on a Lua state and
+//! is never freed (handles and finalisers may refer to it until the process
+//! ends). It is reached from Lua C functions through upvalue 1 and from libuv
+//! callbacks through handle data pointers. It is only touched on the loop thread.
+
+use std::ffi::{c_int, c_void, CStr};
+use std::ptr;
+
+use libuv_sys2 as uv;
+use lunet_abi::ffi::{self, lua_State};
+use lunet_abi::lua::{guard, Raise};
+use lunet_abi::{lua_fn, LunetAbi, ABI_VERSION, REGISTRY_KEY};
+
+use crate::{timer, trace, work};
+
+const RUNTIME_KEY: &CStr = c"lunet.runtime";
+const SENTINEL_META: &CStr = c"lunet.runtime.sentinel";
+
+pub struct Runtime {
+    pub uv: *mut uv::uv_loop_t,
+    /// A thread owned by the runtime, for stack work outside any coroutine.
+    pub aux: *mut lua_State,
+    /// Coroutines currently parked in a lunet wait.
+    pub parked: usize,
+    pub running: bool,
+    /// Set at shutdown: callbacks release waiters instead of resuming them.
+    pub closing: bool,
+    /// Set by `lunet-run --dangerously-skip-loopback-restriction`.
+    pub skip_loopback_restriction: bool,
+    pub timers: timer::Timers,
+    pub work: work::Work,
+    pub abi: LunetAbi,
+}
+
+/// The runtime of the running C function (its upvalue 1).
+///
+/// # Safety
+/// Only for C functions created by [`push_fn`].
+#[inline(always)]
+pub unsafe fn of(L: *mut lua_State) -> *mut Runtime {
+    ffi::lua_touserdata(L, ffi::lua_upvalueindex(1)) as *mut Runtime
+}
+
+/// Returns the runtime of `L`'s Lua state, creating it on first use.
+///
+/// # Safety
+/// `L` must be valid with a few free stack slots.
+pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
+    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, RUNTIME_KEY.as_ptr());
+    let existing = ffi::lua_touserdata(L, -1) as *mut Runtime;
+    ffi::lua_settop(L, -2);
+    if !existing.is_null() {
+        return Ok(existing);
+    }
+
+    let uv_loop = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_loop_t>()));
+    let rc = uv::uv_loop_init(uv_loop);
+    if rc != 0 {
+        drop(Box::from_raw(uv_loop));
+        return Err(format!("lunet: cannot create the event loop: {}", strerror(rc)).into());
+    }
+
+    let aux = ffi::lua_newthread(L);
+    ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX); // kept for the life of the state
+
+    let rt = Box::into_raw(Box::new(Runtime {
+        uv: uv_loop,
+        aux,
+        parked: 0,
+        running: false,
+        closing: false,
+        skip_loopback_restriction: false,
+        timers: timer::Timers::new(),
+        work: work::Work::default(),
+        abi: LunetAbi {
+            version: ABI_VERSION,
+            size: std::mem::size_of::<LunetAbi>() as u32,
+            ctx: ptr::null_mut(),
+            queue_work: work::abi_queue_work,
+            uv_loop: abi_uv_loop,
+        },
+    }));
+    (*rt).abi.ctx = rt.cast();
+    timer::Timers::init(rt);
+
+    ffi::lua_pushlightuserdata(L, rt.cast());
+    ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, RUNTIME_KEY.as_ptr());
+    ffi::lua_pushlightuserdata(L, ptr::addr_of_mut!((*rt).abi).cast());
+    ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, REGISTRY_KEY.as_ptr());
+
+    // A userdata whose finaliser shuts the runtime down when the state closes.
+    let slot = ffi::lua_newuserdata(L, std::mem::size_of::<*mut Runtime>()) as *mut *mut Runtime;
+    slot.write(rt);
+    ffi::luaL_newmetatable(L, SENTINEL_META.as_ptr());
+    ffi::lua_pushcfunction(L, l_shutdown);
+    ffi::lua_setfield(L, -2, c"__gc".as_ptr());
+    ffi::lua_setmetatable(L, -2);
+    ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, SENTINEL_META.as_ptr());
+    Ok(rt)
+}
+
+unsafe extern "C" fn abi_uv_loop(ctx: *mut c_void) -> *mut c_void {
+    (*(ctx as *mut Runtime)).uv.cast()
+}
+
+/// libuv's message for an error code (`"connection refused"`, ...).
+pub fn strerror(code: c_int) -> String {
+    // SAFETY: uv_strerror returns a static string (or a leaked one for unknown codes).
+    unsafe { CStr::from_ptr(uv::uv_strerror(code)).to_string_lossy().into_owned() }
+}
+
+/// How a module function is exposed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Called directly.
+    Plain,
+    /// May `lua_yield`: wrapped in the yieldability guard under this name.
+    Yields,
+}
+
+/// Builds a module table from `(name, function, kind)` entries. `prefix` is the
+/// module's user-facing name (`"lunet"`, `"socket"`), used in guard errors.
+///
+/// # Safety
+/// `L` must be valid; `rt` its runtime.
+pub unsafe fn new_module(
+    L: *mut lua_State,
+    rt: *mut Runtime,
+    prefix: &str,
+    fns: &[(&CStr, ffi::lua_CFunction, Kind)],
+) -> Result<(), Raise> {
+    ffi::lua_createtable(L, 0, fns.len() as c_int);
+    for &(name, f, kind) in fns {
+        push_fn(L, rt, f);
+        if kind == Kind::Yields {
+            guard(L, &format!("{prefix}.{}", name.to_str().unwrap_or("?")))?;
+        }
+        ffi::lua_setfield(L, -2, name.as_ptr());
+    }
+    Ok(())
+}
+
+/// Pushes `f` as a closure over the runtime.
+///
+/// # Safety
+/// `L` must be valid with free stack slots.
+pub unsafe fn push_fn(L: *mut lua_State, rt: *mut Runtime, f: ffi::lua_CFunction) {
+    ffi::lua_pushlightuserdata(L, rt.cast());
+    ffi::lua_pushcclosure(L, f, 1);
+}
+
+lua_fn! {
+    /// `lunet.run()`: runs the loop until no work is left.
+    pub fn l_run(L) {
+        let rt = of(L);
+        if ffi::lua_pushthread(L) != 1 {
+            ffi::lua_settop(L, -2);
+            return Err("lunet.run must be called from the main thread, not from a coroutine".into());
+        }
+        ffi::lua_settop(L, -2);
+        if (*rt).running {
+            return Err("lunet.run is already running (re-entrant call)".into());
+        }
+        if (*rt).closing {
+            return Err("lunet.run called while the Lua state is closing".into());
+        }
+        (*rt).running = true;
+        uv::uv_run((*rt).uv, uv::uv_run_mode_UV_RUN_DEFAULT);
+        (*rt).running = false;
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    /// `lunet._skip_loopback_restriction()`: used by `lunet-run` for its flag.
+    pub fn l_skip_loopback(L) {
+        (*of(L)).skip_loopback_restriction = true;
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    /// `lunet._loopback_restricted()` -> boolean.
+    pub fn l_loopback_restricted(L) {
+        ffi::lua_pushboolean(L, (!(*of(L)).skip_loopback_restriction) as c_int);
+        Ok(1)
+    }
+}
+
+lua_fn! {
+    /// `lunet._trace()` -> table of tracing counters (`enabled`, `taken`,
+    /// `released`, `resumes`, `checks`), for tests of debug builds.
+    pub fn l_trace(L) {
+        let (t, r, n, c) = trace::counts();
+        ffi::lua_createtable(L, 0, 5);
+        ffi::lua_pushboolean(L, trace::ENABLED as c_int);
+        ffi::lua_setfield(L, -2, c"enabled".as_ptr());
+        for (k, v) in [(c"taken", t), (c"released", r), (c"resumes", n), (c"checks", c)] {
+            ffi::lua_pushnumber(L, v as f64);
+            ffi::lua_setfield(L, -2, k.as_ptr());
+        }
+        Ok(1)
+    }
+}
+
+#[cfg(feature = "trace")]
+lua_fn! {
+    /// `lunet._trace_leak()` (trace builds only): counts a reference that is
+    /// never released, so tests can see the shutdown check abort.
+    pub fn l_trace_leak(_L) {
+        trace::ref_taken();
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    /// `lunet._pending()` -> number of coroutines parked in lunet waits.
+    pub fn l_pending(L) {
+        ffi::lua_pushnumber(L, (*of(L)).parked as f64);
+        Ok(1)
+    }
+}
+
+lua_fn! {
+    /// `lunet._stop()`: makes a running `lunet.run()` return after the current
+    /// callback (test helper for runaway tests; waits stay registered).
+    pub fn l_stop(L) {
+        uv::uv_stop((*of(L)).uv);
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    /// Finaliser of the runtime sentinel: runs when the Lua state closes.
+    fn l_shutdown(L) {
+        let slot = ffi::lua_touserdata(L, 1) as *mut *mut Runtime;
+        if !slot.is_null() {
+            shutdown(*slot);
+        }
+        Ok(0)
+    }
+}
+
+/// Releases every pending wait (so no coroutine is resumed into a closing
+/// state), closes every handle, lets libuv finish the close callbacks, then
+/// prints the tracing summary. Work still running on the thread pool cannot be
+/// interrupted; its results are dropped when it finishes, if the process lives.
+unsafe fn shutdown(rt: *mut Runtime) {
+    if (*rt).closing {
+        return;
+    }
+    (*rt).closing = true;
+    timer::Timers::shutdown(rt);
+    work::Work::shutdown(rt);
+    uv::uv_walk((*rt).uv, Some(close_any), ptr::null_mut());
+    uv::uv_run((*rt).uv, uv::uv_run_mode_UV_RUN_NOWAIT);
+    trace::summary();
+}
+
+unsafe extern "C" fn close_any(h: *mut uv::uv_handle_t, _: *mut c_void) {
+    if uv::uv_is_closing(h) == 0 {
+        uv::uv_close(h, None);
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Copies cargo's output into the user-facing layout:
+#   build/<profile>/lunet-run, build/<profile>/lunet.so,
+#   build/<profile>/lunet/<driver>.so, build/<profile>/test/<test module>.so
+# Usage: scripts/stage.sh release|debug
+set -euo pipefail
+profile=$1
+src=target/$profile
+out=build/$profile
+mkdir -p "$out/lunet" "$out/test"
+install -m 0755 crates/lunet/lunet-run "$out/lunet-run"
+install -m 0755 "$src/liblunet.so" "$out/lunet.so"
+for drv in sqlite3 mysql postgres; do
+  if [ -f "$src/liblunet_$drv.so" ]; then
+    install -m 0755 "$src/liblunet_$drv.so" "$out/lunet/$drv.so"
+  fi
+done
+if [ -f "$src/liblunet_testmod.so" ]; then
+  install -m 0755 "$src/liblunet_testmod.so" "$out/test/lunet_testmod.so"
+fi

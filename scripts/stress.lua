@@ -1,0 +1,92 @@
+-- Concurrent stress test, run by `make stress` on the tracing (debug) build.
+--
+-- STRESS_WORKERS coroutines (default 50) each perform STRESS_OPS operations
+-- (default 100): sleeps of 0 and 1 ms, spawning a child and waiting for it,
+-- thread-pool work through the driver ABI, and errors raised and caught — every
+-- call wrapped in pcall, so yields cross pcall boundaries. Prints a summary and
+-- exits non-zero on any failed operation or on a timeout (STRESS_TIMEOUT
+-- seconds, default 300). The tracing build checks the coroutine reference
+-- balance when the process exits and aborts on any imbalance.
+local lunet = require("lunet")
+
+local workers = tonumber(os.getenv("STRESS_WORKERS") or "") or 50
+local ops = tonumber(os.getenv("STRESS_OPS") or "") or 100
+local timeout_s = tonumber(os.getenv("STRESS_TIMEOUT") or "") or 300
+
+-- The test-only ABI module sits in test/ beside lunet.so when built.
+local core = package.searchpath("lunet", package.cpath)
+local dir = core and core:match("^(.*)/[^/]*$") or "."
+package.cpath = dir .. "/test/?.so;" .. package.cpath
+local has_pool, testmod = pcall(require, "lunet_testmod")
+
+local counts, failures, finished = {}, {}, 0
+
+local function count(kind) counts[kind] = (counts[kind] or 0) + 1 end
+
+local operations = {
+  function() lunet.sleep(0); count("sleep(0)") end,
+  function() lunet.sleep(1); count("sleep(1)") end,
+  function()
+    local done = false
+    lunet.spawn(function() lunet.sleep(0); done = true end)
+    while not done do lunet.sleep(0) end
+    count("spawn+join")
+  end,
+  function()
+    local ok, err = pcall(function() lunet.sleep(0); error("expected") end)
+    assert(not ok and tostring(err):find("expected"), "error was not caught")
+    count("error in pcall")
+  end,
+  function()
+    if not has_pool then return count("sleep(0)") end
+    local s = testmod.sum(100, 0)
+    assert(s == 5050, "pool work returned " .. tostring(s))
+    count("pool work")
+  end,
+}
+
+for w = 1, workers do
+  lunet.spawn(function()
+    for i = 1, ops do
+      local op = operations[(w * 7 + i) % #operations + 1]
+      local ok, err = pcall(op)
+      if not ok then failures[#failures + 1] = ("worker %d op %d: %s"):format(w, i, tostring(err)) end
+    end
+    finished = finished + 1
+  end)
+end
+
+lunet.spawn(function()
+  local waited = 0
+  while finished < workers do
+    if waited >= timeout_s * 10 then
+      io.stderr:write(("stress: TIMEOUT after %d s: %d of %d workers finished\n"):format(timeout_s, finished, workers))
+      os.exit(2, true)
+    end
+    lunet.sleep(100)
+    waited = waited + 1
+  end
+end)
+
+lunet.run()
+
+local total = 0
+local kinds = {}
+for k, n in pairs(counts) do total = total + n; kinds[#kinds + 1] = k end
+table.sort(kinds)
+print(("stress: %d workers x %d ops = %d operations completed, %d failed"):format(workers, ops, total, #failures))
+for _, k in ipairs(kinds) do print(("  %-16s %d"):format(k, counts[k])) end
+local t = lunet._trace()
+if t.enabled then
+  print(("  trace: refs taken=%d released=%d resumes=%d stack checks=%d"):format(t.taken, t.released, t.resumes, t.checks))
+end
+for i = 1, math.min(#failures, 10) do io.stderr:write("  ", failures[i], "\n") end
+
+if #failures > 0 or total ~= workers * ops or finished ~= workers then
+  __lunet_exit_code = 1
+elseif t.enabled and t.taken ~= t.released then
+  io.stderr:write("stress: coroutine reference imbalance after the loop drained\n")
+  __lunet_exit_code = 1
+else
+  print("stress: OK")
+end

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every example as a test against a build folder (default build/release)
+# and checks its output.
+set -euo pipefail
+build=${1:-build/release}
+pass=0 fail=0
+
+check() { # name, command, expected-substring...
+  local name=$1 cmd=$2; shift 2
+  local out
+  if ! out=$(timeout 60 bash -c "$cmd" 2>&1); then
+    echo "FAIL $name: exit status $?"; echo "$out" | sed 's/^/    /'; fail=$((fail+1)); return
+  fi
+  for want in "$@"; do
+    if ! grep -qF -- "$want" <<<"$out"; then
+      echo "FAIL $name: output lacks '$want'"; echo "$out" | sed 's/^/    /'; fail=$((fail+1)); return
+    fi
+  done
+  echo "ok   $name"; pass=$((pass+1))
+}
+
+check hello "$build/lunet-run examples/hello.lua" \
+  "main chunk finished" "fast   tick 3 (every 10 ms)" "medium done" "slow   done"
+
+echo "examples: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
