@@ -12,10 +12,12 @@ end
 local lunet = require("lunet")
 M.lunet = lunet
 
---- Runs `body` in a lunet coroutine and the loop until it drains.
--- Fails (raises in the calling test) if the body raised, if it did not finish
--- within `limit_ms` (default 10 s), or if it left coroutines parked in lunet
--- waits. A watchdog polls every 5 ms, so the limit is a safety net, not a timer.
+--- Runs `body` in a lunet coroutine and the loop until the body has finished
+-- and nothing it started is still parked in a lunet wait (open listeners or
+-- connections may stay open: they are not waits).
+-- Fails (raises in the calling test) if the body raised, if that does not
+-- happen within `limit_ms` (default 10 s), or if it left coroutines parked.
+-- A watchdog polls every millisecond or so: the limit is a safety net, not a timer.
 function M.run(body, limit_ms)
   limit_ms = limit_ms or 10000
   local parked_before = lunet._pending()
@@ -25,25 +27,25 @@ function M.run(body, limit_ms)
     done = true
     if not ok then err = e end
   end)
-  if not done then
-    lunet.spawn(function()
-      local waited = 0
-      while not done do
-        if waited >= limit_ms then
-          timed_out = true
-          lunet._stop()
-          return
-        end
-        lunet.sleep(5)
-        waited = waited + 5
+  local t0 = M.now_ms()
+  lunet.spawn(function()
+    while true do
+      -- The watchdog itself is running, so it is not counted as parked here.
+      if done and lunet._pending() == parked_before then break end
+      if M.now_ms() - t0 >= limit_ms then
+        timed_out = true
+        break
       end
-    end)
-  end
+      lunet.sleep(1)
+    end
+    lunet._stop()
+  end)
   lunet.run()
   if err then error(err, 0) end
-  if timed_out then error(("test did not finish within %d ms"):format(limit_ms), 0) end
-  local left = lunet._pending() - parked_before
-  if left ~= 0 then error(("%d coroutine(s) left parked in lunet waits"):format(left), 0) end
+  if timed_out then
+    if not done then error(("test did not finish within %d ms"):format(limit_ms), 0) end
+    error(("%d coroutine(s) left parked in lunet waits"):format(lunet._pending() - parked_before), 0)
+  end
 end
 
 local ffi = require("ffi")
@@ -57,6 +59,14 @@ local ts = ffi.new("lunet_spec_timespec")
 function M.now_ms()
   ffi.C.clock_gettime(1, ts)
   return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+
+--- This process's id.
+function M.pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*l"):match("^(%d+)")
+  f:close()
+  return tonumber(pid)
 end
 
 local function slurp(path)

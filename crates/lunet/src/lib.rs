@@ -10,8 +10,14 @@
 #![allow(non_snake_case)] // `L` is the Lua state, as everywhere in the Lua C API.
 #![allow(clippy::missing_safety_doc)]
 
+pub mod connect;
+pub mod dns;
+pub mod pipe;
 pub mod runtime;
 pub mod sched;
+pub mod socket;
+pub mod stream;
+pub mod tcp;
 pub mod timer;
 pub mod trace;
 pub mod work;

@@ -14,7 +14,7 @@ use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{guard, Raise};
 use lunet_abi::{lua_fn, LunetAbi, ABI_VERSION, REGISTRY_KEY};
 
-use crate::{timer, trace, work};
+use crate::{connect, stream, timer, trace, work};
 
 const RUNTIME_KEY: &CStr = c"lunet.runtime";
 const SENTINEL_META: &CStr = c"lunet.runtime.sentinel";
@@ -32,6 +32,7 @@ pub struct Runtime {
     pub skip_loopback_restriction: bool,
     pub timers: timer::Timers,
     pub work: work::Work,
+    pub streams: stream::Streams,
     pub abi: LunetAbi,
 }
 
@@ -75,6 +76,7 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
         skip_loopback_restriction: false,
         timers: timer::Timers::new(),
         work: work::Work::default(),
+        streams: stream::Streams::default(),
         abi: LunetAbi {
             version: ABI_VERSION,
             size: std::mem::size_of::<LunetAbi>() as u32,
@@ -85,6 +87,7 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
     }));
     (*rt).abi.ctx = rt.cast();
     timer::Timers::init(rt);
+    ignore_sigpipe();
 
     ffi::lua_pushlightuserdata(L, rt.cast());
     ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, RUNTIME_KEY.as_ptr());
@@ -100,6 +103,15 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
     ffi::lua_setmetatable(L, -2);
     ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, SENTINEL_META.as_ptr());
     Ok(rt)
+}
+
+/// A peer that goes away must turn writes into `"broken pipe"` errors, not kill
+/// the process. Leaves a handler the host program installed alone.
+unsafe fn ignore_sigpipe() {
+    let mut old: libc::sigaction = std::mem::zeroed();
+    if libc::sigaction(libc::SIGPIPE, ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_DFL {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 unsafe extern "C" fn abi_uv_loop(ctx: *mut c_void) -> *mut c_void {
@@ -255,6 +267,8 @@ unsafe fn shutdown(rt: *mut Runtime) {
     (*rt).closing = true;
     timer::Timers::shutdown(rt);
     work::Work::shutdown(rt);
+    connect::shutdown(rt);
+    stream::shutdown(rt);
     uv::uv_walk((*rt).uv, Some(close_any), ptr::null_mut());
     uv::uv_run((*rt).uv, uv::uv_run_mode_UV_RUN_NOWAIT);
     trace::summary();

@@ -1,0 +1,268 @@
+//! The `lunet.socket` Lua module: argument checking and return shapes for TCP
+//! and Unix stream sockets. The work is done by `stream` (shared connection
+//! and listener logic), `tcp`, `pipe` and `connect`.
+
+use std::ffi::c_int;
+
+use lunet_abi::ffi::{self, lua_State};
+use lunet_abi::lua::{push_bytes, push_fail, to_bytes, to_number, type_name, Raise};
+use lunet_abi::lua_fn;
+
+use crate::connect::{self, Start, INVALID};
+use crate::dns;
+use crate::runtime::{self, strerror, Kind::Plain, Kind::Yields, Runtime};
+use crate::stream::{self, Arg, Family, ReadNow, Sock, WriteNow, CLOSED};
+use crate::{pipe, tcp};
+
+const NOT_SOCKET: &str = "invalid socket handle";
+const NOT_CONNECTION: &str = "not a connection";
+
+/// The connection at argument 1, or the error to return for it.
+unsafe fn conn_arg(L: *mut lua_State) -> Result<*mut Sock, &'static str> {
+    match stream::arg(L, 1) {
+        Arg::Sock(s) if (*s).is_listener() => Err(NOT_CONNECTION),
+        Arg::Sock(s) if (*s).is_closed() => Err(CLOSED),
+        Arg::Sock(s) => Ok(s),
+        Arg::Dead => Err(CLOSED),
+        Arg::NotSocket => Err(NOT_SOCKET),
+    }
+}
+
+lua_fn! {
+    /// `socket.listen(protocol, host, port)` -> listener | nil, err
+    fn l_listen(L) {
+        let rt = runtime::of(L);
+        let proto = to_bytes(L, 1);
+        let result = match proto {
+            Some(b"tcp") => {
+                let (Some(host), Some(port)) = (to_bytes(L, 2), dns::port(to_number(L, 3))) else {
+                    return Ok(push_fail(L, INVALID));
+                };
+                tcp::listen(rt, host, port)
+            }
+            Some(b"unix") => match to_bytes(L, 2) {
+                Some(path) => pipe::listen(rt, path),
+                None => return Ok(push_fail(L, "invalid unix socket path")),
+            },
+            _ => return Ok(push_fail(L, "only tcp and unix are supported")),
+        };
+        match result {
+            Ok(s) => {
+                stream::push(L, s);
+                Ok(1)
+            }
+            Err(msg) => Ok(push_fail(L, &msg)),
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.accept(listener)` -> conn | nil, err (yields while none is queued)
+    fn l_accept(L) {
+        let s = match stream::arg(L, 1) {
+            Arg::Sock(s) if !(*s).is_listener() => return Ok(push_fail(L, "not a listening socket")),
+            Arg::Sock(s) if (*s).is_closed() => return Ok(push_fail(L, "listener closed")),
+            Arg::Sock(s) => s,
+            Arg::Dead => return Ok(push_fail(L, "listener closed")),
+            Arg::NotSocket => return Ok(push_fail(L, "not a listening socket")),
+        };
+        match stream::accept(L, s) {
+            Some(n) => Ok(n),
+            None => Ok(ffi::lua_yield(L, 0)),
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.connect(host, port)` -> conn | nil, err (yields)
+    fn l_connect(L) {
+        let rt = runtime::of(L);
+        let Some(host) = to_bytes(L, 1) else {
+            return Ok(push_fail(L, INVALID));
+        };
+        let start = if host.contains(&b'/') {
+            connect::unix(L, rt, host)
+        } else {
+            match dns::port(to_number(L, 2)) {
+                Some(port) if port != 0 && !host.is_empty() => connect::tcp(L, rt, host, port),
+                _ => return Ok(push_fail(L, INVALID)),
+            }
+        };
+        match start {
+            Start::Failed(n) => Ok(n),
+            Start::Wait => Ok(ffi::lua_yield(L, 0)),
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.read(conn)` -> data | nil, nil (EOF) | nil, err (yields until data)
+    fn l_read(L) {
+        let s = match conn_arg(L) {
+            Ok(s) => s,
+            Err(msg) => return Ok(push_fail(L, msg)),
+        };
+        match stream::read(L, s) {
+            ReadNow::Done(n) => Ok(n),
+            ReadNow::Wait => Ok(ffi::lua_yield(L, 0)),
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.write(conn, data)` -> nil | err (yields until the kernel has it all)
+    fn l_write(L) {
+        if !matches!(ffi::lua_type(L, 2), ffi::LUA_TSTRING | ffi::LUA_TNUMBER) {
+            return Err(format!("socket.write expects a string to write (got {})", type_name(L, 2)).into());
+        }
+        let s = match conn_arg(L) {
+            Ok(s) => s,
+            Err(msg) => {
+                push_bytes(L, msg.as_bytes());
+                return Ok(1);
+            }
+        };
+        // A number argument is converted to a string in place, so the bytes
+        // below stay on the stack (and alive) while the caller is parked.
+        let data = to_bytes(L, 2).unwrap_or_default();
+        match stream::write(L, s, data) {
+            WriteNow::Done(None) => {
+                ffi::lua_pushnil(L);
+                Ok(1)
+            }
+            WriteNow::Done(Some(err)) => {
+                push_bytes(L, err.as_bytes());
+                Ok(1)
+            }
+            WriteNow::Wait => Ok(ffi::lua_yield(L, 0)),
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.close(handle)` -> nil (idempotent; wakes every waiter)
+    fn l_close(L) {
+        match stream::arg(L, 1) {
+            Arg::Sock(s) => {
+                stream::close(s, true);
+                Ok(0)
+            }
+            Arg::Dead => Ok(0),
+            Arg::NotSocket => Ok(push_fail(L, NOT_SOCKET)),
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.getpeername(conn)` -> "ip:port" | "unix" | nil, err
+    fn l_getpeername(L) {
+        let s = match conn_arg(L) {
+            Ok(s) => s,
+            Err(msg) => return Ok(push_fail(L, msg)),
+        };
+        match (*s).family {
+            Family::Unix => push_bytes(L, b"unix"),
+            Family::Tcp => match tcp::name(s, true) {
+                Ok(a) => push_bytes(L, dns::format(&a).as_bytes()),
+                Err(rc) => return Ok(push_fail(L, &strerror(rc))),
+            },
+        }
+        Ok(1)
+    }
+}
+
+lua_fn! {
+    /// `socket.getsockname(handle)` -> host, port (TCP) | path (Unix) | nil, err
+    fn l_getsockname(L) {
+        let s = match stream::arg(L, 1) {
+            Arg::Sock(s) if (*s).is_closed() => return Ok(push_fail(L, CLOSED)),
+            Arg::Sock(s) => s,
+            Arg::Dead => return Ok(push_fail(L, CLOSED)),
+            Arg::NotSocket => return Ok(push_fail(L, NOT_SOCKET)),
+        };
+        match (*s).family {
+            Family::Tcp => match tcp::name(s, false) {
+                Ok(a) => {
+                    push_bytes(L, a.ip().to_string().as_bytes());
+                    ffi::lua_pushnumber(L, a.port() as f64);
+                    Ok(2)
+                }
+                Err(rc) => Ok(push_fail(L, &strerror(rc))),
+            },
+            Family::Unix => match pipe::sockname(s) {
+                Ok(path) => {
+                    push_bytes(L, &path);
+                    Ok(1)
+                }
+                Err(rc) => Ok(push_fail(L, &strerror(rc))),
+            },
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.set_read_buffer_size(n)`: the size of reads (1 byte .. 16 MiB).
+    fn l_set_read_buffer_size(L) {
+        let rt: *mut Runtime = runtime::of(L);
+        match to_number(L, 1) {
+            Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= stream::MAX_READ_SIZE as f64 => {
+                (*rt).streams.read_size = n as usize;
+                Ok(0)
+            }
+            _ => Err(Raise::from(format!(
+                "socket.set_read_buffer_size expects an integer from 1 to {} (got {})",
+                stream::MAX_READ_SIZE,
+                type_name(L, 1)
+            ))),
+        }
+    }
+}
+
+lua_fn! {
+    fn l_gc(L) {
+        stream::gc(L);
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    fn l_tostring(L) {
+        let s = match stream::arg(L, 1) {
+            Arg::Sock(s) => Some(s),
+            _ => None,
+        };
+        push_bytes(L, stream::describe(s).as_bytes());
+        Ok(1)
+    }
+}
+
+lua_fn! {
+    /// `require("lunet.socket")`
+    #[no_mangle]
+    pub fn luaopen_lunet_socket(L) {
+        let rt = runtime::ensure(L)?;
+        runtime::new_module(L, rt, "socket", &[
+            (c"listen", l_listen, Plain),
+            (c"accept", l_accept, Yields),
+            (c"connect", l_connect, Yields),
+            (c"read", l_read, Yields),
+            (c"write", l_write, Yields),
+            (c"close", l_close, Plain),
+            (c"getpeername", l_getpeername, Plain),
+            (c"getsockname", l_getsockname, Plain),
+            (c"set_read_buffer_size", l_set_read_buffer_size, Plain),
+        ])?;
+        // Handles: methods are the module's functions.
+        ffi::luaL_newmetatable(L, stream::META.as_ptr());
+        ffi::lua_pushvalue(L, -2);
+        ffi::lua_setfield(L, -2, c"__index".as_ptr());
+        runtime::push_fn(L, rt, l_gc);
+        ffi::lua_setfield(L, -2, c"__gc".as_ptr());
+        runtime::push_fn(L, rt, l_tostring);
+        ffi::lua_setfield(L, -2, c"__tostring".as_ptr());
+        ffi::lua_pushliteral(L, c"lunet.socket");
+        ffi::lua_setfield(L, -2, c"__metatable".as_ptr());
+        ffi::lua_settop(L, -2);
+        Ok(1 as c_int)
+    }
+}

@@ -1,0 +1,581 @@
+//! Stream sockets (TCP and Unix): the object behind every `lunet.socket`
+//! handle, its buffered reading, ordered writing and closing.
+//!
+//! Reading: a connection starts reading when it is created and keeps reading
+//! between `read` calls (no start/stop per call, which would cost two
+//! epoll_ctl calls per request). libuv reads into one receive buffer shared by
+//! the runtime; from there bytes go straight into the waiting coroutine's Lua
+//! string, or, if nobody waits, into the connection's own pending buffer (which
+//! exists only while it holds data). Past a high-water mark of pending bytes the
+//! connection stops reading until the script catches up.
+//!
+//! Writing: `uv_try_write` first; only what the kernel does not take at once is
+//! queued with `uv_write` (libuv keeps queued writes in call order and refuses
+//! `try_write` while any are queued, so writers never interleave).
+//!
+//! Lifetime: the `Sock` is heap-allocated and outlives both of its owners, the
+//! libuv handle (until the close callback) and the Lua userdata (until `__gc`);
+//! whichever goes last frees it.
+
+use std::collections::{HashSet, VecDeque};
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::ptr;
+
+use libuv_sys2 as uv;
+use lunet_abi::ffi::{self, lua_State};
+use lunet_abi::lua::push_bytes;
+
+use crate::runtime::{strerror, Runtime};
+use crate::sched::{self, Waiter};
+
+/// Registry name of the socket handles' metatable.
+pub const META: &CStr = c"lunet.socket";
+
+pub const DEFAULT_READ_SIZE: usize = 64 * 1024;
+pub const MAX_READ_SIZE: usize = 16 * 1024 * 1024;
+/// Connections accepted by libuv and queued until `accept`, per listener.
+/// Beyond it the kernel's backlog holds further connections.
+const ACCEPT_QUEUE: usize = 1024;
+const BACKLOG: c_int = 511;
+
+pub const CLOSED: &str = "socket closed";
+
+/// Runtime-wide socket state.
+pub struct Streams {
+    /// Bytes returned by one `read` at most, and the size of libuv reads.
+    pub read_size: usize,
+    /// The receive buffer shared by every connection.
+    rx: Vec<u8>,
+    /// Connects in progress (resolving or connecting).
+    pub connects: HashSet<*mut c_void>,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams { read_size: DEFAULT_READ_SIZE, rx: Vec::new(), connects: HashSet::new() }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Family {
+    Tcp,
+    Unix,
+}
+
+#[repr(C)]
+pub union Handle {
+    pub tcp: uv::uv_tcp_t,
+    pub pipe: uv::uv_pipe_t,
+}
+
+struct Listen {
+    queue: VecDeque<*mut Sock>,
+    accepter: Option<Waiter>,
+    /// libuv holds a connection we did not accept because the queue was full.
+    held: bool,
+    /// Socket file created by a Unix listener, removed when it closes.
+    path: Option<CString>,
+}
+
+pub struct Sock {
+    pub h: Handle,
+    pub rt: *mut Runtime,
+    pub family: Family,
+    listen: Option<Box<Listen>>,
+    /// `close` was called (the handle is closing or closed).
+    closed: bool,
+    /// libuv has finished closing the handle.
+    gone: bool,
+    /// A Lua userdata points at this socket.
+    ud: bool,
+    // Connection state.
+    pending: Vec<u8>,
+    pos: usize,
+    reading: bool,
+    eof: bool,
+    error: c_int,
+    reader: Option<Waiter>,
+    writes: usize,
+}
+
+struct WriteReq {
+    req: uv::uv_write_t,
+    sock: *mut Sock,
+    waiter: Option<Waiter>,
+}
+
+impl Sock {
+    /// Allocates a socket whose libuv handle the caller initialises next.
+    pub fn alloc(rt: *mut Runtime, family: Family) -> *mut Sock {
+        Box::into_raw(Box::new(Sock {
+            // SAFETY: libuv handles are plain C structs; all-zero is their pre-init state.
+            h: unsafe { std::mem::zeroed() },
+            rt,
+            family,
+            listen: None,
+            closed: false,
+            gone: false,
+            ud: false,
+            pending: Vec::new(),
+            pos: 0,
+            reading: false,
+            eof: false,
+            error: 0,
+            reader: None,
+            writes: 0,
+        }))
+    }
+
+    /// Initialises the libuv handle of a fresh socket. On failure the socket is
+    /// freed and the libuv error returned.
+    ///
+    /// # Safety
+    /// `s` must come from [`Sock::alloc`] and not be initialised yet.
+    pub unsafe fn init(s: *mut Sock) -> Result<(), c_int> {
+        let uv_loop = (*(*s).rt).uv;
+        let rc = match (*s).family {
+            Family::Tcp => uv::uv_tcp_init(uv_loop, &mut (*s).h.tcp),
+            Family::Unix => uv::uv_pipe_init(uv_loop, &mut (*s).h.pipe, 0),
+        };
+        if rc != 0 {
+            drop(Box::from_raw(s));
+            return Err(rc);
+        }
+        (*Sock::handle(s)).data = s.cast();
+        Ok(())
+    }
+
+    #[inline]
+    pub unsafe fn handle(s: *mut Sock) -> *mut uv::uv_handle_t {
+        ptr::addr_of_mut!((*s).h).cast()
+    }
+
+    #[inline]
+    pub unsafe fn stream(s: *mut Sock) -> *mut uv::uv_stream_t {
+        ptr::addr_of_mut!((*s).h).cast()
+    }
+
+    pub fn is_listener(&self) -> bool {
+        self.listen.is_some()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+// ---------------------------------------------------------------- userdata
+
+/// Pushes a new userdata for `s` (which must not have one yet).
+///
+/// # Safety
+/// `L` must be valid with free stack slots; the metatable must exist.
+pub unsafe fn push(L: *mut lua_State, s: *mut Sock) {
+    let slot = ffi::lua_newuserdata(L, std::mem::size_of::<*mut Sock>()) as *mut *mut Sock;
+    slot.write(s);
+    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, META.as_ptr());
+    ffi::lua_setmetatable(L, -2);
+    (*s).ud = true;
+}
+
+/// What a handle argument turned out to be.
+pub enum Arg {
+    Sock(*mut Sock),
+    /// A socket handle whose object is gone (cannot normally happen: the
+    /// pointer is cleared only by `__gc`).
+    Dead,
+    NotSocket,
+}
+
+/// Checks that the value at `idx` is a socket handle. Never raises.
+///
+/// # Safety
+/// `L` must be valid with free stack slots.
+pub unsafe fn arg(L: *mut lua_State, idx: c_int) -> Arg {
+    let p = ffi::lua_touserdata(L, idx) as *mut *mut Sock;
+    if p.is_null() || ffi::lua_getmetatable(L, idx) == 0 {
+        return Arg::NotSocket;
+    }
+    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, META.as_ptr());
+    let same = ffi::lua_rawequal(L, -1, -2) != 0;
+    ffi::lua_settop(L, -3);
+    match (same, (*p).is_null()) {
+        (false, _) => Arg::NotSocket,
+        (true, true) => Arg::Dead,
+        (true, false) => Arg::Sock(*p),
+    }
+}
+
+/// `__gc`: closes a handle the script dropped without closing, and frees the
+/// socket if libuv is already done with it. Never resumes anyone: a handle
+/// with a waiting coroutine is reachable, so this runs only at state close.
+///
+/// # Safety
+/// Finaliser of a socket userdata only.
+pub unsafe fn gc(L: *mut lua_State) {
+    let slot = ffi::lua_touserdata(L, 1) as *mut *mut Sock;
+    if slot.is_null() || (*slot).is_null() {
+        return;
+    }
+    let s = *slot;
+    *slot = ptr::null_mut();
+    (*s).ud = false;
+    if !(*s).closed {
+        close(s, false);
+    } else if (*s).gone {
+        drop(Box::from_raw(s));
+    }
+}
+
+/// `tostring(handle)`.
+pub unsafe fn describe(s: Option<*mut Sock>) -> String {
+    let Some(s) = s else { return "socket (closed)".into() };
+    let fam = match (*s).family {
+        Family::Tcp => "tcp",
+        Family::Unix => "unix",
+    };
+    let role = if (*s).is_listener() { "listener" } else { "connection" };
+    if (*s).closed {
+        format!("{fam} {role} (closed)")
+    } else {
+        format!("{fam} {role}: {s:p}")
+    }
+}
+
+// ---------------------------------------------------------------- reading
+
+/// Starts reading on a new connection, which then does not keep the loop
+/// alive unless someone waits on it.
+///
+/// # Safety
+/// `s` must be a connected, initialised socket.
+pub unsafe fn begin(s: *mut Sock) -> c_int {
+    if (*s).family == Family::Tcp {
+        uv::uv_tcp_nodelay(&mut (*s).h.tcp, 1);
+    }
+    uv::uv_unref(Sock::handle(s));
+    let rc = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read));
+    (*s).reading = rc == 0;
+    rc
+}
+
+fn high_water(read_size: usize) -> usize {
+    (4 * read_size).max(256 * 1024)
+}
+
+unsafe extern "C" fn on_alloc(h: *mut uv::uv_handle_t, _suggested: usize, buf: *mut uv::uv_buf_t) {
+    let st = &mut (*(*((*h).data as *mut Sock)).rt).streams;
+    if st.rx.len() != st.read_size {
+        st.rx = vec![0; st.read_size];
+    }
+    (*buf).base = st.rx.as_mut_ptr().cast();
+    (*buf).len = st.rx.len();
+}
+
+unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *const uv::uv_buf_t) {
+    let s = (*stream).data as *mut Sock;
+    let rt = (*s).rt;
+    if nread == 0 {
+        return;
+    }
+    if nread > 0 {
+        let n = nread as usize;
+        if (*s).reader.is_some() && (*s).pending.len() == (*s).pos {
+            let w = take_reader(s);
+            let rx = &(*rt).streams.rx;
+            let data = &rx[..n];
+            sched::wake(rt, w, |co| {
+                push_bytes(co, data);
+                1
+            });
+        } else {
+            let sk = &mut *s;
+            let rx = &(*rt).streams.rx;
+            sk.pending.extend_from_slice(&rx[..n]);
+            if sk.pending.len() - sk.pos >= high_water((*rt).streams.read_size) {
+                uv::uv_read_stop(stream);
+                sk.reading = false;
+            }
+        }
+        return;
+    }
+    // End of stream or an error: both sticky. libuv has stopped reading.
+    let code = nread as c_int;
+    uv::uv_read_stop(stream);
+    (*s).reading = false;
+    if code == uv::uv_errno_t_UV_EOF as c_int {
+        (*s).eof = true;
+    } else {
+        (*s).error = code;
+    }
+    if (*s).reader.is_some() {
+        let w = take_reader(s);
+        sched::wake(rt, w, |co| push_read_end(co, code));
+    }
+}
+
+unsafe fn take_reader(s: *mut Sock) -> Waiter {
+    uv::uv_unref(Sock::handle(s));
+    (*s).reader.take().unwrap()
+}
+
+/// `nil, nil` at end of stream, `nil, err` otherwise.
+unsafe fn push_read_end(L: *mut lua_State, code: c_int) -> c_int {
+    ffi::lua_pushnil(L);
+    if code == uv::uv_errno_t_UV_EOF as c_int {
+        ffi::lua_pushnil(L);
+    } else {
+        push_bytes(L, strerror(code).as_bytes());
+    }
+    2
+}
+
+/// What `socket.read` does with a connection: returns immediately with
+/// buffered data, end of stream or an error, or parks the caller.
+pub enum ReadNow {
+    Done(c_int),
+    Wait,
+}
+
+/// # Safety
+/// `L` is the running coroutine; `s` a live, open connection.
+pub unsafe fn read(L: *mut lua_State, s: *mut Sock) -> ReadNow {
+    let rt = (*s).rt;
+    let sk = &mut *s;
+    let avail = sk.pending.len() - sk.pos;
+    if avail > 0 {
+        let n = avail.min((*rt).streams.read_size);
+        push_bytes(L, &sk.pending[sk.pos..sk.pos + n]);
+        sk.pos += n;
+        if sk.pos == sk.pending.len() {
+            // Drained: give large buffers back, keep small ones for reuse.
+            if sk.pending.capacity() > DEFAULT_READ_SIZE {
+                sk.pending = Vec::new();
+            } else {
+                sk.pending.clear();
+            }
+            sk.pos = 0;
+        }
+        if !sk.reading && !sk.eof && sk.error == 0 && sk.pending.len() - sk.pos < high_water((*rt).streams.read_size) {
+            sk.reading = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read)) == 0;
+        }
+        return ReadNow::Done(1);
+    }
+    if sk.error != 0 {
+        return ReadNow::Done(push_read_end(L, sk.error));
+    }
+    if sk.eof {
+        return ReadNow::Done(push_read_end(L, uv::uv_errno_t_UV_EOF as c_int));
+    }
+    if sk.reader.is_some() {
+        return ReadNow::Done(lunet_abi::lua::push_fail(L, "another read already in progress"));
+    }
+    if !sk.reading {
+        let rc = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read));
+        if rc != 0 {
+            return ReadNow::Done(lunet_abi::lua::push_fail(L, &strerror(rc)));
+        }
+        sk.reading = true;
+    }
+    sk.reader = Some(Waiter::park(rt, L));
+    uv::uv_ref(Sock::handle(s));
+    ReadNow::Wait
+}
+
+// ---------------------------------------------------------------- writing
+
+/// What `socket.write` does: done at once (all bytes taken by the kernel, or
+/// an error message), or the rest is queued and the caller must yield.
+pub enum WriteNow {
+    Done(Option<String>),
+    Wait,
+}
+
+/// # Safety
+/// `L` is the running coroutine and `data` a Lua string on its stack (it stays
+/// there, alive, while the caller is parked); `s` a live, open connection.
+pub unsafe fn write(L: *mut lua_State, s: *mut Sock, data: &[u8]) -> WriteNow {
+    let mut rest = data;
+    if (*s).writes == 0 {
+        let buf = uv::uv_buf_t { base: data.as_ptr() as *mut _, len: data.len() };
+        let n = uv::uv_try_write(Sock::stream(s), &buf, 1);
+        if n >= 0 && n as usize == data.len() {
+            return WriteNow::Done(None);
+        }
+        if n >= 0 {
+            rest = &data[n as usize..];
+        } else if n != uv::uv_errno_t_UV_EAGAIN as c_int {
+            return WriteNow::Done(Some(strerror(n)));
+        }
+    }
+    let wr = Box::into_raw(Box::new(WriteReq { req: std::mem::zeroed(), sock: s, waiter: None }));
+    (*wr).req.data = wr.cast();
+    let buf = uv::uv_buf_t { base: rest.as_ptr() as *mut _, len: rest.len() };
+    let rc = uv::uv_write(&mut (*wr).req, Sock::stream(s), &buf, 1, Some(on_write));
+    if rc != 0 {
+        drop(Box::from_raw(wr));
+        return WriteNow::Done(Some(strerror(rc)));
+    }
+    (*s).writes += 1;
+    (*wr).waiter = Some(Waiter::park((*s).rt, L));
+    WriteNow::Wait
+}
+
+unsafe extern "C" fn on_write(req: *mut uv::uv_write_t, status: c_int) {
+    let wr = Box::from_raw((*req).data as *mut WriteReq);
+    let s = wr.sock; // still allocated: write callbacks run before the close callback
+    let rt = (*s).rt;
+    (*s).writes -= 1;
+    let Some(w) = wr.waiter else { return };
+    if (*rt).closing {
+        w.cancel(rt);
+        return;
+    }
+    let msg = if status == 0 {
+        None
+    } else if status == uv::uv_errno_t_UV_ECANCELED as c_int || (*s).closed {
+        Some(CLOSED.to_string())
+    } else {
+        Some(strerror(status))
+    };
+    sched::wake(rt, w, |co| {
+        match &msg {
+            None => ffi::lua_pushnil(co),
+            Some(m) => push_bytes(co, m.as_bytes()),
+        }
+        1
+    });
+}
+
+// ---------------------------------------------------------------- listening
+
+/// Makes `s` (bound, initialised) a listener.
+///
+/// # Safety
+/// `s` must be a bound socket without a listener state.
+pub unsafe fn listen(s: *mut Sock, path: Option<CString>) -> c_int {
+    (*s).listen = Some(Box::new(Listen { queue: VecDeque::new(), accepter: None, held: false, path }));
+    uv::uv_listen(Sock::stream(s), BACKLOG, Some(on_connection))
+}
+
+unsafe extern "C" fn on_connection(server: *mut uv::uv_stream_t, status: c_int) {
+    let s = (*server).data as *mut Sock;
+    if status != 0 || (*s).closed {
+        return;
+    }
+    let l = (*s).listen.as_mut().unwrap();
+    if l.queue.len() >= ACCEPT_QUEUE && l.accepter.is_none() {
+        l.held = true; // libuv pauses the listener until we accept this one
+        return;
+    }
+    accept_one(s);
+}
+
+/// Accepts the connection libuv holds for `s` and hands it to the waiting
+/// accepter or queues it.
+unsafe fn accept_one(s: *mut Sock) {
+    let rt = (*s).rt;
+    let c = Sock::alloc(rt, (*s).family);
+    if Sock::init(c).is_err() {
+        return;
+    }
+    if uv::uv_accept(Sock::stream(s), Sock::stream(c)) != 0 {
+        close(c, false);
+        return;
+    }
+    begin(c);
+    let l = (*s).listen.as_mut().unwrap();
+    match l.accepter.take() {
+        Some(w) => sched::wake(rt, w, |co| {
+            push(co, c);
+            1
+        }),
+        None => l.queue.push_back(c),
+    }
+}
+
+/// `socket.accept` on a live listener: a queued connection at once, or park.
+///
+/// # Safety
+/// `L` is the running coroutine; `s` a live, open listener.
+pub unsafe fn accept(L: *mut lua_State, s: *mut Sock) -> Option<c_int> {
+    let l = (*s).listen.as_mut().unwrap();
+    if let Some(c) = l.queue.pop_front() {
+        push(L, c);
+        if l.held {
+            l.held = false;
+            accept_one(s);
+        }
+        return Some(1);
+    }
+    if l.accepter.is_some() {
+        return Some(lunet_abi::lua::push_fail(L, "another accept already in progress"));
+    }
+    l.accepter = Some(Waiter::park((*s).rt, L));
+    None
+}
+
+// ---------------------------------------------------------------- closing
+
+/// Closes `s` (idempotent). Waiting readers and accepters get
+/// `"socket closed"` / `"listener closed"` (resumed now if `wake`, otherwise
+/// their waits are released); queued writers get `"socket closed"` from
+/// libuv's cancelled write callbacks; queued unaccepted connections are closed.
+///
+/// # Safety
+/// `s` must be a live socket.
+pub unsafe fn close(s: *mut Sock, wake: bool) {
+    if (*s).closed {
+        return;
+    }
+    let rt = (*s).rt;
+    (*s).closed = true;
+    let mut woken: Vec<(Waiter, &'static str)> = Vec::new();
+    if let Some(l) = (*s).listen.as_mut() {
+        for c in std::mem::take(&mut l.queue) {
+            close(c, false);
+        }
+        if let Some(w) = l.accepter.take() {
+            woken.push((w, "listener closed"));
+        }
+        if let Some(p) = l.path.take() {
+            libc::unlink(p.as_ptr());
+        }
+    }
+    if let Some(w) = (*s).reader.take() {
+        woken.push((w, CLOSED));
+    }
+    (*s).pending = Vec::new();
+    (*s).pos = 0;
+    uv::uv_close(Sock::handle(s), Some(on_close));
+    for (w, msg) in woken {
+        if wake && !(*rt).closing {
+            sched::wake(rt, w, |co| lunet_abi::lua::push_fail(co, msg));
+        } else {
+            w.cancel(rt);
+        }
+    }
+}
+
+unsafe extern "C" fn on_close(h: *mut uv::uv_handle_t) {
+    let s = (*h).data as *mut Sock;
+    (*s).gone = true;
+    if !(*s).ud {
+        drop(Box::from_raw(s));
+    }
+}
+
+/// Shutdown: closes every socket, releasing (not resuming) its waiters.
+///
+/// # Safety
+/// Runtime shutdown only.
+pub unsafe fn shutdown(rt: *mut Runtime) {
+    uv::uv_walk((*rt).uv, Some(close_walked), ptr::null_mut());
+}
+
+unsafe extern "C" fn close_walked(h: *mut uv::uv_handle_t, _: *mut c_void) {
+    let t = uv::uv_handle_get_type(h);
+    if (t == uv::uv_handle_type_UV_TCP || t == uv::uv_handle_type_UV_NAMED_PIPE) && uv::uv_is_closing(h) == 0 {
+        close((*h).data as *mut Sock, false);
+    }
+}
