@@ -5,13 +5,15 @@
 //!
 //! Layout: `runtime` (loop, ABI table, shutdown), `sched` (the one resume
 //! point), `trace` (debug-build counters), and one module per libuv handle or
-//! request kind (`timer`, `work`, ...).
+//! request kind (`timer`, `work`, `fs`, `signal`, ...).
 
 #![allow(non_snake_case)] // `L` is the Lua state, as everywhere in the Lua C API.
 #![allow(clippy::missing_safety_doc)]
 
+pub mod fs;
 pub mod runtime;
 pub mod sched;
+pub mod signal;
 pub mod timer;
 pub mod trace;
 pub mod work;
@@ -60,6 +62,33 @@ lua_fn! {
             (c"_pending", runtime::l_pending, Plain),
             (c"_stop", runtime::l_stop, Plain),
         ])?;
+        Ok(1 as c_int)
+    }
+}
+
+lua_fn! {
+    /// `require("lunet.fs")`
+    #[no_mangle]
+    pub fn luaopen_lunet_fs(L) {
+        let rt = runtime::ensure(L)?;
+        runtime::new_module(L, rt, "fs", &[
+            (c"open", fs::l_open, Yields),
+            (c"read", fs::l_read, Yields),
+            (c"write", fs::l_write, Yields),
+            (c"close", fs::l_close, Yields),
+            (c"stat", fs::l_stat, Yields),
+            (c"scandir", fs::l_scandir, Yields),
+        ])?;
+        Ok(1 as c_int)
+    }
+}
+
+lua_fn! {
+    /// `require("lunet.signal")`
+    #[no_mangle]
+    pub fn luaopen_lunet_signal(L) {
+        let rt = runtime::ensure(L)?;
+        runtime::new_module(L, rt, "signal", &[(c"wait", signal::l_wait, Yields)])?;
         Ok(1 as c_int)
     }
 }

@@ -14,7 +14,7 @@ use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{guard, Raise};
 use lunet_abi::{lua_fn, LunetAbi, ABI_VERSION, REGISTRY_KEY};
 
-use crate::{timer, trace, work};
+use crate::{fs, signal, timer, trace, work};
 
 const RUNTIME_KEY: &CStr = c"lunet.runtime";
 const SENTINEL_META: &CStr = c"lunet.runtime.sentinel";
@@ -32,6 +32,8 @@ pub struct Runtime {
     pub skip_loopback_restriction: bool,
     pub timers: timer::Timers,
     pub work: work::Work,
+    pub fs: fs::Fs,
+    pub signals: signal::Signals,
     pub abi: LunetAbi,
 }
 
@@ -75,6 +77,8 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
         skip_loopback_restriction: false,
         timers: timer::Timers::new(),
         work: work::Work::default(),
+        fs: fs::Fs::default(),
+        signals: signal::Signals::default(),
         abi: LunetAbi {
             version: ABI_VERSION,
             size: std::mem::size_of::<LunetAbi>() as u32,
@@ -255,6 +259,8 @@ unsafe fn shutdown(rt: *mut Runtime) {
     (*rt).closing = true;
     timer::Timers::shutdown(rt);
     work::Work::shutdown(rt);
+    fs::Fs::shutdown(rt);
+    signal::Signals::shutdown(rt);
     uv::uv_walk((*rt).uv, Some(close_any), ptr::null_mut());
     uv::uv_run((*rt).uv, uv::uv_run_mode_UV_RUN_NOWAIT);
     trace::summary();
