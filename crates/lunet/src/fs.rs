@@ -194,7 +194,8 @@ lua_fn! {
     /// `fs.open(path, mode)` -> `fd` | `nil, err`
     pub fn l_open(L) {
         let rt = runtime::of(L);
-        let (Some(_), Some(mode)) = (to_bytes(L, 1), to_bytes(L, 2)) else {
+        let mode = if ffi::lua_type(L, 2) == ffi::LUA_TSTRING { to_bytes(L, 2) } else { None };
+        let (Some(_), Some(mode)) = (to_bytes(L, 1), mode) else {
             return Ok(push_fail(L, "fs.open requires path and mode"));
         };
         let Some(flags) = mode_flags(mode) else {
