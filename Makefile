@@ -52,6 +52,7 @@ stress: build-debug
 
 bench: build
 	build/release/lunet-run bench/core.lua
+	build/release/lunet-run bench/fs.lua
 
 clean:
 	$(CARGO) clean

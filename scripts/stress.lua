@@ -2,12 +2,14 @@
 --
 -- STRESS_WORKERS coroutines (default 50) each perform STRESS_OPS operations
 -- (default 100): sleeps of 0 and 1 ms, spawning a child and waiting for it,
--- thread-pool work through the driver ABI, and errors raised and caught — every
+-- thread-pool work through the driver ABI, fs.stat(".") and fs.scandir(".")
+-- on libuv's thread pool, and errors raised and caught — every
 -- call wrapped in pcall, so yields cross pcall boundaries. Prints a summary and
 -- exits non-zero on any failed operation or on a timeout (STRESS_TIMEOUT
 -- seconds, default 300). The tracing build checks the coroutine reference
 -- balance when the process exits and aborts on any imbalance.
 local lunet = require("lunet")
+local fs = require("lunet.fs")
 
 local workers = tonumber(os.getenv("STRESS_WORKERS") or "") or 50
 local ops = tonumber(os.getenv("STRESS_OPS") or "") or 100
@@ -43,12 +45,22 @@ local operations = {
     assert(s == 5050, "pool work returned " .. tostring(s))
     count("pool work")
   end,
+  function()
+    local st, err = fs.stat(".")
+    assert(st and st.type == "dir", "fs.stat('.') failed: " .. tostring(err))
+    count("fs.stat")
+  end,
+  function()
+    local list, err = fs.scandir(".")
+    assert(list and #list > 0 and list[1].name, "fs.scandir('.') failed: " .. tostring(err))
+    count("fs.scandir")
+  end,
 }
 
 for w = 1, workers do
   lunet.spawn(function()
     for i = 1, ops do
-      local op = operations[(w * 7 + i) % #operations + 1]
+      local op = operations[(w * 3 + i) % #operations + 1]
       local ok, err = pcall(op)
       if not ok then failures[#failures + 1] = ("worker %d op %d: %s"):format(w, i, tostring(err)) end
     end

@@ -5,16 +5,18 @@
 //!
 //! Layout: `runtime` (loop, ABI table, shutdown), `sched` (the one resume
 //! point), `trace` (debug-build counters), and one module per libuv handle or
-//! request kind (`timer`, `work`, ...).
+//! request kind (`timer`, `work`, `fs`, `signal`, ...).
 
 #![allow(non_snake_case)] // `L` is the Lua state, as everywhere in the Lua C API.
 #![allow(clippy::missing_safety_doc)]
 
 pub mod connect;
 pub mod dns;
+pub mod fs;
 pub mod pipe;
 pub mod runtime;
 pub mod sched;
+pub mod signal;
 pub mod socket;
 pub mod stream;
 pub mod tcp;
@@ -66,6 +68,54 @@ lua_fn! {
             (c"_pending", runtime::l_pending, Plain),
             (c"_stop", runtime::l_stop, Plain),
         ])?;
+        Ok(1 as c_int)
+    }
+}
+
+lua_fn! {
+    /// `require("lunet.socket")`
+    #[no_mangle]
+    pub fn luaopen_lunet_socket(L) {
+        let rt = runtime::ensure(L)?;
+        runtime::new_module(L, rt, "socket", &[
+            (c"listen", socket::l_listen, Plain),
+            (c"accept", socket::l_accept, Yields),
+            (c"connect", socket::l_connect, Yields),
+            (c"read", socket::l_read, Yields),
+            (c"write", socket::l_write, Yields),
+            (c"close", socket::l_close, Plain),
+            (c"getpeername", socket::l_getpeername, Plain),
+            (c"getsockname", socket::l_getsockname, Plain),
+            (c"set_read_buffer_size", socket::l_set_read_buffer_size, Plain),
+        ])?;
+        socket::set_metatable(L, rt);
+        Ok(1 as c_int)
+    }
+}
+
+lua_fn! {
+    /// `require("lunet.fs")`
+    #[no_mangle]
+    pub fn luaopen_lunet_fs(L) {
+        let rt = runtime::ensure(L)?;
+        runtime::new_module(L, rt, "fs", &[
+            (c"open", fs::l_open, Yields),
+            (c"read", fs::l_read, Yields),
+            (c"write", fs::l_write, Yields),
+            (c"close", fs::l_close, Yields),
+            (c"stat", fs::l_stat, Yields),
+            (c"scandir", fs::l_scandir, Yields),
+        ])?;
+        Ok(1 as c_int)
+    }
+}
+
+lua_fn! {
+    /// `require("lunet.signal")`
+    #[no_mangle]
+    pub fn luaopen_lunet_signal(L) {
+        let rt = runtime::ensure(L)?;
+        runtime::new_module(L, rt, "signal", &[(c"wait", signal::l_wait, Yields)])?;
         Ok(1 as c_int)
     }
 }

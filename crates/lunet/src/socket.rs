@@ -2,15 +2,13 @@
 //! and Unix stream sockets. The work is done by `stream` (shared connection
 //! and listener logic), `tcp`, `pipe` and `connect`.
 
-use std::ffi::c_int;
-
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{push_bytes, push_fail, to_bytes, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
 
 use crate::connect::{self, Start, INVALID};
 use crate::dns;
-use crate::runtime::{self, strerror, Kind::Plain, Kind::Yields, Runtime};
+use crate::runtime::{self, strerror, Runtime};
 use crate::stream::{self, Arg, Family, ReadNow, Sock, WriteNow, CLOSED};
 use crate::{pipe, tcp};
 
@@ -30,7 +28,7 @@ unsafe fn conn_arg(L: *mut lua_State) -> Result<*mut Sock, &'static str> {
 
 lua_fn! {
     /// `socket.listen(protocol, host, port)` -> listener | nil, err
-    fn l_listen(L) {
+    pub fn l_listen(L) {
         let rt = runtime::of(L);
         let proto = to_bytes(L, 1);
         let result = match proto {
@@ -58,7 +56,7 @@ lua_fn! {
 
 lua_fn! {
     /// `socket.accept(listener)` -> conn | nil, err (yields while none is queued)
-    fn l_accept(L) {
+    pub fn l_accept(L) {
         let s = match stream::arg(L, 1) {
             Arg::Sock(s) if !(*s).is_listener() => return Ok(push_fail(L, "not a listening socket")),
             Arg::Sock(s) if (*s).is_closed() => return Ok(push_fail(L, "listener closed")),
@@ -75,7 +73,7 @@ lua_fn! {
 
 lua_fn! {
     /// `socket.connect(host, port)` -> conn | nil, err (yields)
-    fn l_connect(L) {
+    pub fn l_connect(L) {
         let rt = runtime::of(L);
         let Some(host) = to_bytes(L, 1) else {
             return Ok(push_fail(L, INVALID));
@@ -97,7 +95,7 @@ lua_fn! {
 
 lua_fn! {
     /// `socket.read(conn)` -> data | nil, nil (EOF) | nil, err (yields until data)
-    fn l_read(L) {
+    pub fn l_read(L) {
         let s = match conn_arg(L) {
             Ok(s) => s,
             Err(msg) => return Ok(push_fail(L, msg)),
@@ -111,7 +109,7 @@ lua_fn! {
 
 lua_fn! {
     /// `socket.write(conn, data)` -> nil | err (yields until the kernel has it all)
-    fn l_write(L) {
+    pub fn l_write(L) {
         if !matches!(ffi::lua_type(L, 2), ffi::LUA_TSTRING | ffi::LUA_TNUMBER) {
             return Err(format!("socket.write expects a string to write (got {})", type_name(L, 2)).into());
         }
@@ -141,7 +139,7 @@ lua_fn! {
 
 lua_fn! {
     /// `socket.close(handle)` -> nil (idempotent; wakes every waiter)
-    fn l_close(L) {
+    pub fn l_close(L) {
         match stream::arg(L, 1) {
             Arg::Sock(s) => {
                 stream::close(s, true);
@@ -155,7 +153,7 @@ lua_fn! {
 
 lua_fn! {
     /// `socket.getpeername(conn)` -> "ip:port" | "unix" | nil, err
-    fn l_getpeername(L) {
+    pub fn l_getpeername(L) {
         let s = match conn_arg(L) {
             Ok(s) => s,
             Err(msg) => return Ok(push_fail(L, msg)),
@@ -173,7 +171,7 @@ lua_fn! {
 
 lua_fn! {
     /// `socket.getsockname(handle)` -> host, port (TCP) | path (Unix) | nil, err
-    fn l_getsockname(L) {
+    pub fn l_getsockname(L) {
         let s = match stream::arg(L, 1) {
             Arg::Sock(s) if (*s).is_closed() => return Ok(push_fail(L, CLOSED)),
             Arg::Sock(s) => s,
@@ -202,7 +200,7 @@ lua_fn! {
 
 lua_fn! {
     /// `socket.set_read_buffer_size(n)`: the size of reads (1 byte .. 16 MiB).
-    fn l_set_read_buffer_size(L) {
+    pub fn l_set_read_buffer_size(L) {
         let rt: *mut Runtime = runtime::of(L);
         match to_number(L, 1) {
             Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= stream::MAX_READ_SIZE as f64 => {
@@ -236,33 +234,20 @@ lua_fn! {
     }
 }
 
-lua_fn! {
-    /// `require("lunet.socket")`
-    #[no_mangle]
-    pub fn luaopen_lunet_socket(L) {
-        let rt = runtime::ensure(L)?;
-        runtime::new_module(L, rt, "socket", &[
-            (c"listen", l_listen, Plain),
-            (c"accept", l_accept, Yields),
-            (c"connect", l_connect, Yields),
-            (c"read", l_read, Yields),
-            (c"write", l_write, Yields),
-            (c"close", l_close, Plain),
-            (c"getpeername", l_getpeername, Plain),
-            (c"getsockname", l_getsockname, Plain),
-            (c"set_read_buffer_size", l_set_read_buffer_size, Plain),
-        ])?;
-        // Handles: methods are the module's functions.
-        ffi::luaL_newmetatable(L, stream::META.as_ptr());
-        ffi::lua_pushvalue(L, -2);
-        ffi::lua_setfield(L, -2, c"__index".as_ptr());
-        runtime::push_fn(L, rt, l_gc);
-        ffi::lua_setfield(L, -2, c"__gc".as_ptr());
-        runtime::push_fn(L, rt, l_tostring);
-        ffi::lua_setfield(L, -2, c"__tostring".as_ptr());
-        ffi::lua_pushliteral(L, c"lunet.socket");
-        ffi::lua_setfield(L, -2, c"__metatable".as_ptr());
-        ffi::lua_settop(L, -2);
-        Ok(1 as c_int)
-    }
+/// Creates (or refreshes) the handles' metatable; its `__index` is the
+/// module table on top of the stack, so every function is also a method.
+///
+/// # Safety
+/// `L` must be valid with the module table on top.
+pub unsafe fn set_metatable(L: *mut lua_State, rt: *mut Runtime) {
+    ffi::luaL_newmetatable(L, stream::META.as_ptr());
+    ffi::lua_pushvalue(L, -2);
+    ffi::lua_setfield(L, -2, c"__index".as_ptr());
+    runtime::push_fn(L, rt, l_gc);
+    ffi::lua_setfield(L, -2, c"__gc".as_ptr());
+    runtime::push_fn(L, rt, l_tostring);
+    ffi::lua_setfield(L, -2, c"__tostring".as_ptr());
+    ffi::lua_pushliteral(L, c"lunet.socket");
+    ffi::lua_setfield(L, -2, c"__metatable".as_ptr());
+    ffi::lua_settop(L, -2);
 }
