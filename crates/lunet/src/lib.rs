@@ -5,7 +5,7 @@
 //!
 //! Layout: `runtime` (loop, ABI table, shutdown), `sched` (the one resume
 //! point), `trace` (debug-build counters), and one module per libuv handle or
-//! request kind (`timer`, `work`, `fs`, `signal`, ...).
+//! request kind (`timer`, `work`, `fs`, `signal`, `udp`, ...).
 
 #![allow(non_snake_case)] // `L` is the Lua state, as everywhere in the Lua C API.
 #![allow(clippy::missing_safety_doc)]
@@ -22,6 +22,7 @@ pub mod stream;
 pub mod tcp;
 pub mod timer;
 pub mod trace;
+pub mod udp;
 pub mod work;
 
 use std::ffi::c_int;
@@ -89,6 +90,25 @@ lua_fn! {
             (c"set_read_buffer_size", socket::l_set_read_buffer_size, Plain),
         ])?;
         socket::set_metatable(L, rt);
+        Ok(1 as c_int)
+    }
+}
+
+lua_fn! {
+    /// `require("lunet.udp")`
+    #[no_mangle]
+    pub fn luaopen_lunet_udp(L) {
+        let rt = runtime::ensure(L)?;
+        runtime::new_module(L, rt, "udp", &[
+            (c"bind", udp::l_bind, Plain),
+            (c"send", udp::l_send, Plain),
+            (c"recv", udp::l_recv, Yields),
+            (c"close", udp::l_close, Plain),
+            (c"getsockname", udp::l_getsockname, Plain),
+            (c"stats", udp::l_stats, Plain),
+            (c"_always_queue", udp::l_always_queue, Plain),
+        ])?;
+        udp::set_metatable(L, rt);
         Ok(1 as c_int)
     }
 }

@@ -14,7 +14,7 @@ use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{guard, Raise};
 use lunet_abi::{lua_fn, LunetAbi, ABI_VERSION, REGISTRY_KEY};
 
-use crate::{connect, fs, signal, stream, timer, trace, work};
+use crate::{connect, fs, signal, stream, timer, trace, udp, work};
 
 const RUNTIME_KEY: &CStr = c"lunet.runtime";
 const SENTINEL_META: &CStr = c"lunet.runtime.sentinel";
@@ -33,6 +33,7 @@ pub struct Runtime {
     pub timers: timer::Timers,
     pub work: work::Work,
     pub streams: stream::Streams,
+    pub udp: udp::Udps,
     pub fs: fs::Fs,
     pub signals: signal::Signals,
     pub abi: LunetAbi,
@@ -79,6 +80,7 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
         timers: timer::Timers::new(),
         work: work::Work::default(),
         streams: stream::Streams::default(),
+        udp: udp::Udps::default(),
         fs: fs::Fs::default(),
         signals: signal::Signals::default(),
         abi: LunetAbi {
@@ -273,6 +275,7 @@ unsafe fn shutdown(rt: *mut Runtime) {
     work::Work::shutdown(rt);
     connect::shutdown(rt);
     stream::shutdown(rt);
+    udp::shutdown(rt);
     fs::Fs::shutdown(rt);
     signal::Signals::shutdown(rt);
     uv::uv_walk((*rt).uv, Some(close_any), ptr::null_mut());
