@@ -3,13 +3,15 @@
 -- STRESS_WORKERS coroutines (default 50) each perform STRESS_OPS operations
 -- (default 100): sleeps of 0 and 1 ms, spawning a child and waiting for it,
 -- thread-pool work through the driver ABI, fs.stat(".") and fs.scandir(".")
--- on libuv's thread pool, and errors raised and caught — every
+-- on libuv's thread pool, a UDP datagram sent and received on a per-worker
+-- socket pair (closed when the worker ends), and errors raised and caught — every
 -- call wrapped in pcall, so yields cross pcall boundaries. Prints a summary and
 -- exits non-zero on any failed operation or on a timeout (STRESS_TIMEOUT
 -- seconds, default 300). The tracing build checks the coroutine reference
 -- balance when the process exits and aborts on any imbalance.
 local lunet = require("lunet")
 local fs = require("lunet.fs")
+local udp = require("lunet.udp")
 
 local workers = tonumber(os.getenv("STRESS_WORKERS") or "") or 50
 local ops = tonumber(os.getenv("STRESS_OPS") or "") or 100
@@ -24,6 +26,20 @@ local has_pool, testmod = pcall(require, "lunet_testmod")
 local counts, failures, finished = {}, {}, 0
 
 local function count(kind) counts[kind] = (counts[kind] or 0) + 1 end
+
+-- Each worker's UDP socket pair, bound on first use: from = sender, to = receiver.
+local udp_pairs = {}
+local function udp_pair(w)
+  local p = udp_pairs[w]
+  if not p then
+    local from = assert(udp.bind("127.0.0.1", 0))
+    local to = assert(udp.bind("127.0.0.1", 0))
+    local _, port = to:getsockname()
+    p = { from = from, to = to, port = port, n = 0 }
+    udp_pairs[w] = p
+  end
+  return p
+end
 
 local operations = {
   function() lunet.sleep(0); count("sleep(0)") end,
@@ -55,14 +71,27 @@ local operations = {
     assert(list and #list > 0 and list[1].name, "fs.scandir('.') failed: " .. tostring(err))
     count("fs.scandir")
   end,
+  function(w)
+    local p = udp_pair(w)
+    p.n = p.n + 1
+    local msg = ("worker %d datagram %d"):format(w, p.n)
+    assert(p.from:send("127.0.0.1", p.port, msg))
+    local data, _, err = p.to:recv()
+    assert(data == msg, "udp.recv returned " .. tostring(data) .. " " .. tostring(err))
+    count("udp send+recv")
+  end,
 }
 
 for w = 1, workers do
   lunet.spawn(function()
     for i = 1, ops do
       local op = operations[(w * 3 + i) % #operations + 1]
-      local ok, err = pcall(op)
+      local ok, err = pcall(op, w)
       if not ok then failures[#failures + 1] = ("worker %d op %d: %s"):format(w, i, tostring(err)) end
+    end
+    if udp_pairs[w] then
+      udp_pairs[w].from:close()
+      udp_pairs[w].to:close()
     end
     finished = finished + 1
   end)
