@@ -53,6 +53,7 @@ stress: build-debug
 bench: build
 	build/release/lunet-run bench/core.lua
 	build/release/lunet-run bench/fs.lua
+	build/release/lunet-run bench/udp.lua
 
 clean:
 	$(CARGO) clean

@@ -50,9 +50,11 @@ pub const MAX_QUEUE: usize = 1 << 20;
 /// Payload bytes a socket's receive queue holds at most, whatever its size.
 pub const QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
-/// Receive buffer: larger than any UDP payload (65,527 bytes over IPv6), so
-/// datagrams are never truncated.
-const RX_SIZE: usize = 64 * 1024;
+/// Receive buffer: sockets read with `recvmmsg`, up to 20 datagrams per
+/// system call, each into its own 64 KiB slice of this buffer; a slice is
+/// larger than any UDP payload (65,527 bytes over IPv6), so datagrams are
+/// never truncated.
+const RX_SIZE: usize = 20 * 64 * 1024;
 /// The largest payloads the kernel sends (65,535 minus the IP and UDP headers).
 const MAX_PAYLOAD_V4: usize = 65_507;
 const MAX_PAYLOAD_V6: usize = 65_527;
@@ -138,7 +140,7 @@ pub unsafe fn bind(rt: *mut Runtime, host: &[u8], port: u16, queue_max: usize) -
         always_queue: false,
         stats: Stats::default(),
     }));
-    let rc = uv::uv_udp_init((*rt).uv, &mut (*s).h);
+    let rc = uv::uv_udp_init_ex((*rt).uv, &mut (*s).h, uv::uv_udp_flags_UV_UDP_RECVMMSG as _);
     if rc != 0 {
         drop(Box::from_raw(s));
         return Err(strerror(rc));
@@ -205,8 +207,9 @@ unsafe extern "C" fn on_recv(
         }
         return;
     }
-    // No address: nothing was read (libuv's "would block"). With one, a zero
-    // length is an empty datagram.
+    // No address: nothing was read (libuv's "would block"), or the end of a
+    // recvmmsg batch (the buffer is ours to keep). With one, a zero length is
+    // an empty datagram.
     if addr.is_null() {
         return;
     }
@@ -476,15 +479,17 @@ lua_fn! {
         if port == 0 {
             return Ok(push_fail(L, INVALID));
         }
-        let addrs = match dns::resolve_now((*(*s).rt).uv, host, port, SockType::Datagram) {
-            Ok(a) => a,
-            Err(ResolveError::Invalid) => return Ok(push_fail(L, INVALID)),
-            Err(ResolveError::Code(rc)) => return Ok(push_fail(L, &strerror(rc))),
+        let to = match std::str::from_utf8(host).ok().and_then(dns::parse_ip) {
+            Some(ip) => SocketAddr::new(ip, port), // the common case, without allocating
+            None => match dns::resolve_now((*(*s).rt).uv, host, port, SockType::Datagram) {
+                // A name may resolve to both families: use one the socket can reach.
+                Ok(addrs) => *addrs.iter().find(|a| a.is_ipv6() == (*s).v6).unwrap_or(&addrs[0]),
+                Err(ResolveError::Invalid) => return Ok(push_fail(L, INVALID)),
+                Err(ResolveError::Code(rc)) => return Ok(push_fail(L, &strerror(rc))),
+            },
         };
-        // A name may resolve to both families: use one the socket can reach.
-        let to = addrs.iter().find(|a| a.is_ipv6() == (*s).v6).unwrap_or(&addrs[0]);
         let data = to_bytes(L, 4).unwrap_or_default();
-        match send(s, to, data) {
+        match send(s, &to, data) {
             Ok(()) => {
                 ffi::lua_pushboolean(L, 1);
                 Ok(1)
