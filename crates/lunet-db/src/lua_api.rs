@@ -156,7 +156,10 @@ entry_points! {
     l_escape => |L| escape::<D>(L, &format!("{}.escape", D::NAME));
     l_gc => |L| gc::<D>(L);
     l_tostring => |L| tostring::<D>(L);
-    l_connections => |L| connections(L);
+}
+
+unsafe extern "C-unwind" fn l_connections(L: *mut lua_State) -> c_int {
+    entry(L, || unsafe { connections(L) })
 }
 
 /// Builds the driver's module table (left on the stack) and its connection
@@ -180,7 +183,7 @@ pub unsafe fn open_module<D: Driver>(L: *mut lua_State) -> Result<c_int, Raise> 
         (c"exec_params", l_exec_params::<D>, true, true),
         (c"escape", l_escape::<D>, false, true),
         (c"close", l_close::<D>, false, true),
-        (c"_connections", l_connections::<D>, false, false),
+        (c"_connections", l_connections, false, false),
     ];
     ffi::lua_createtable(L, 0, fns.len() as c_int); // module
     ffi::lua_createtable(L, 0, fns.len() as c_int); // methods
