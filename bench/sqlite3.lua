@@ -63,8 +63,20 @@ local function measure(conns, coroutines, n, method, sql, args_of)
   return t_end - t0, per * coroutines
 end
 
+-- The core's own hand-off cost, for reference: an empty thread-pool job
+-- through the driver ABI (test module beside the build, if present).
+local core_dir = (package.searchpath("lunet", package.cpath) or ""):match("^(.*)/[^/]*$") or "."
+package.cpath = core_dir .. "/test/?.so;" .. package.cpath
+local has_testmod, testmod = pcall(require, "lunet_testmod")
+
 local results = {}
 lunet.spawn(function()
+  if has_testmod then
+    local n, t0 = math.floor(N / 2), now()
+    for _ = 1, n do testmod.sum(1, 0) end
+    results.empty_job = n / (now() - t0)
+  end
+
   remove_db(path)
   local setup = check(sqlite3.open(path))
   check(setup:exec([[
@@ -134,6 +146,9 @@ end
 row("INSERT 1 row, 1 coroutine / 1 connection", results.insert1, floor.insert_per_s)
 row("INSERT 1 row, 64 coroutines / 4 connections", results.insert64, floor.insert_per_s)
 
+if results.empty_job then
+  print(("%-44s %12.0f %10.1f"):format("empty pool job via the core ABI, 1 coroutine", results.empty_job, 1e6 / results.empty_job))
+end
 if floor.select_per_s then
   local added = 1e6 / results.select1 - 1e6 / floor.select_per_s
   local added_ins = 1e6 / results.insert1 - 1e6 / floor.insert_per_s
