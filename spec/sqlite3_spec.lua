@@ -724,6 +724,41 @@ describe("lunet.sqlite3", function()
       assert.same({ "fast", "slow" }, order)
     end)
 
+    it("finishes every statement when connections close under a crowd of waiters", function()
+      local ok_count, closed_count, finished = 0, 0, 0
+      H.run(function()
+        local conns = {}
+        for i = 1, 4 do
+          conns[i] = mem()
+          assert(db.exec(conns[i], "CREATE TABLE t(v)"))
+        end
+        for k = 1, 400 do
+          lunet.spawn(function()
+            for i = 1, 20 do
+              local c = conns[(k + i) % 4 + 1]
+              local r, err = db.query(c, "SELECT ? * 2 AS v", k)
+              if r then
+                assert.equal(k * 2, r[1].v)
+                ok_count = ok_count + 1
+              else
+                assert.equal("connection is closed", err)
+                closed_count = closed_count + 1
+              end
+            end
+            finished = finished + 1
+          end)
+        end
+        lunet.sleep(0) -- every coroutine is now waiting on its first statement
+        db.close(conns[3])
+        lunet.sleep(5)
+        db.close(conns[1])
+        assert.is_true(eventually(function() return finished == 400 end, 60000))
+        db.close(conns[2]); db.close(conns[4])
+      end, 70000)
+      assert.equal(400 * 20, ok_count + closed_count)
+      assert.is_true(closed_count > 0 and ok_count > 0)
+    end)
+
     it("keeps the loop running while a slow statement runs", function()
       local ticks, n = 0, nil
       H.run(function()

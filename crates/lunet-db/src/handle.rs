@@ -1,6 +1,7 @@
 //! Connection handles: the state shared between a Lua handle and the pool
 //! jobs working on it, and the full userdata that carries it in Lua.
 
+use std::collections::VecDeque;
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use lunet_abi::ffi::{self, lua_State};
 use parking_lot::Mutex;
 
+use crate::job::{kick, JobPtr};
 use crate::Driver;
 
 /// Open connections of this driver (each driver has its own copy of this
@@ -15,22 +17,25 @@ use crate::Driver;
 pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// One connection, shared by its Lua handle and the jobs queued on it.
-/// The mutex serialises statements; `None` means closed.
+/// The mutex serialises statements; `None` means closed. `pending` holds the
+/// jobs waiting for the connection, run in order by the lock holder.
 pub(crate) struct Shared<D: Driver> {
     pub conn: Mutex<Option<D::Conn>>,
+    pub pending: Mutex<VecDeque<JobPtr<D>>>,
     pub info: D::Info,
 }
 
 impl<D: Driver> Shared<D> {
     pub fn new(conn: D::Conn, info: D::Info) -> Arc<Self> {
         LIVE.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Shared { conn: Mutex::new(Some(conn)), info })
+        Arc::new(Shared { conn: Mutex::new(Some(conn)), pending: Mutex::new(VecDeque::new()), info })
     }
 
     /// Closes the connection if it is still open. Blocks while a statement
-    /// runs on it: call it on the pool (or where blocking is acceptable).
+    /// runs on it: only for a thread of its own (shutdown path).
     pub fn close_now(&self) {
         let conn = self.conn.lock().take();
+        kick(self);
         if let Some(c) = conn {
             D::close(c);
             LIVE.fetch_sub(1, Ordering::Relaxed);
@@ -43,6 +48,7 @@ impl<D: Driver> Shared<D> {
         let Some(mut guard) = self.conn.try_lock() else { return false };
         let conn = guard.take();
         drop(guard);
+        kick(self);
         if let Some(c) = conn {
             D::close(c);
             LIVE.fetch_sub(1, Ordering::Relaxed);
