@@ -110,6 +110,23 @@ lunet.spawn(function()
 
   for _, c in ipairs(conns) do c:close() end
   setup:close()
+
+  -- Diagnostic: the same SELECTs on 4 in-memory copies (no file locks shared
+  -- between connections), to separate lunet's cost from SQLite's.
+  local mems = {}
+  for i = 1, 4 do
+    mems[i] = check(sqlite3.open())
+    check(mems[i]:exec([[
+      CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score INTEGER NOT NULL);
+      INSERT INTO items(name, score)
+        WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ]] .. ROWS .. [[)
+        SELECT 'item ' || x, x * 3 FROM n;
+    ]]))
+  end
+  measure(mems, 4, 4000, "query", SELECT, select_args)
+  s, n = measure(mems, 64, N, "query", SELECT, select_args)
+  results.select64mem = n / s
+  for _, c in ipairs(mems) do c:close() end
 end)
 lunet.run()
 remove_db(path)
@@ -140,6 +157,7 @@ if floor.select_per_s then
 end
 row("SELECT by PK, 1 coroutine / 1 connection", results.select1, floor.select_per_s)
 row("SELECT by PK, 64 coroutines / 4 connections", results.select64, floor.select_per_s)
+row("SELECT by PK, 64 co / 4 in-memory copies", results.select64mem, floor.select_per_s)
 if floor.insert_per_s then
   print(("%-44s %12.0f %10.1f"):format("INSERT 1 row, synchronous rusqlite (floor)", floor.insert_per_s, 1e6 / floor.insert_per_s))
 end
