@@ -53,6 +53,8 @@ stress: build-debug
 bench: build
 	build/release/lunet-run bench/core.lua
 	build/release/lunet-run bench/fs.lua
+	$(CARGO) build --release -p lunet-sqlite3 --example sqlite3_floor
+	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor build/release/lunet-run bench/sqlite3.lua
 
 clean:
 	$(CARGO) clean

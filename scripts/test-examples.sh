@@ -22,5 +22,15 @@ check() { # name, command, expected-substring...
 check hello "$build/lunet-run examples/hello.lua" \
   "main chunk finished" "fast   tick 3 (every 10 ms)" "medium done" "slow   done"
 
+check 03_db_sqlite3 "$build/lunet-run examples/03_db_sqlite3.lua" \
+  "users kept from an earlier run: 0" "inserted Miles O'Brien    id=2" "lookup by name with a quote: 1 row, email miles@example.org" \
+  "3 rows updated" "deleted users without email: 1" "#2  Miles O'Brien    miles@example.org      age 42" \
+  "no such table: missing_table" "escaped:	Miles O''Brien" "done"
+dbfile=$(mktemp -u /tmp/lunet-example-XXXXXX.db)
+# Twice on one file: the second run finds the first run's rows.
+check 03_db_sqlite3_file "$build/lunet-run examples/03_db_sqlite3.lua $dbfile >/dev/null && $build/lunet-run examples/03_db_sqlite3.lua $dbfile" \
+  "users kept from an earlier run: 3" "done"
+rm -f "$dbfile"
+
 echo "examples: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
