@@ -9,7 +9,7 @@ STRESS_WORKERS ?= 50
 STRESS_OPS     ?= 100
 export STRESS_WORKERS STRESS_OPS
 
-.PHONY: all deps deps-test build build-debug run test test-cargo test-spec \
+.PHONY: all deps deps-test db-up build build-debug run test test-cargo test-spec \
         test-examples stress bench clean
 
 all: build
@@ -19,6 +19,10 @@ deps:
 
 deps-test:
 	@scripts/deps.sh test
+
+## Starts the MariaDB and PostgreSQL test servers (loopback) if they are down.
+db-up: deps-test
+	@scripts/db-up.sh
 
 ## build/release: optimised, no tracing.
 build: deps
@@ -33,7 +37,7 @@ build-debug: deps
 run: build
 	build/release/lunet-run examples/hello.lua
 
-test: deps-test build build-debug
+test: deps-test db-up build build-debug
 	$(MAKE) --no-print-directory test-cargo test-spec test-examples stress
 	@echo "make test: all suites passed"
 
