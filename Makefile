@@ -35,7 +35,7 @@ build-debug: deps
 	@scripts/stage.sh debug
 
 run: build
-	build/release/lunet-run examples/hello.lua
+	build/release/lunet-run examples/01_http_json.lua
 
 test: deps-test db-up build build-debug
 	$(MAKE) --no-print-directory test-cargo test-spec test-examples stress
