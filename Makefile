@@ -10,7 +10,7 @@ STRESS_OPS     ?= 100
 export STRESS_WORKERS STRESS_OPS
 
 .PHONY: all deps deps-test db-up build build-debug run test test-cargo test-spec \
-        test-examples stress bench clean
+        test-examples test-rocks stress bench clean
 
 all: build
 
@@ -38,7 +38,7 @@ run: build
 	build/release/lunet-run examples/01_http_json.lua
 
 test: deps-test db-up build build-debug
-	$(MAKE) --no-print-directory test-cargo test-spec test-examples stress
+	$(MAKE) --no-print-directory test-cargo test-spec test-examples test-rocks stress
 	@echo "make test: all suites passed"
 
 test-cargo:
@@ -50,6 +50,10 @@ test-spec:
 
 test-examples:
 	@scripts/test-examples.sh build/release
+
+## Installs every rockspec into a temporary luarocks tree and uses it.
+test-rocks:
+	@scripts/test-rocks.sh
 
 stress: build-debug
 	timeout 600 build/debug/lunet-run scripts/stress.lua
