@@ -10,7 +10,7 @@ STRESS_OPS     ?= 100
 export STRESS_WORKERS STRESS_OPS
 
 .PHONY: all deps deps-test db-up build build-debug run test test-cargo test-spec \
-        test-examples test-rocks stress bench clean
+        test-examples test-rocks stress bench docs clean
 
 all: build
 
@@ -63,6 +63,10 @@ bench: build
 	build/release/lunet-run bench/fs.lua
 	$(CARGO) build --release -p lunet-sqlite3 --example sqlite3_floor
 	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor build/release/lunet-run bench/sqlite3.lua
+
+## Regenerates the API reference from the annotations in types/.
+docs:
+	$(LUAJIT) scripts/gen-docs.lua types docs/API.md
 
 clean:
 	$(CARGO) clean
