@@ -9,8 +9,8 @@ STRESS_WORKERS ?= 50
 STRESS_OPS     ?= 100
 export STRESS_WORKERS STRESS_OPS
 
-.PHONY: all deps deps-test build build-debug run test test-cargo test-spec \
-        test-examples stress bench clean
+.PHONY: all deps deps-test db-up build build-debug run test test-cargo test-spec \
+        test-examples test-rocks stress bench docs clean
 
 all: build
 
@@ -19,6 +19,10 @@ deps:
 
 deps-test:
 	@scripts/deps.sh test
+
+## Starts the MariaDB and PostgreSQL test servers (loopback) if they are down.
+db-up: deps-test
+	@scripts/db-up.sh
 
 ## build/release: optimised, no tracing.
 build: deps
@@ -31,10 +35,10 @@ build-debug: deps
 	@scripts/stage.sh debug
 
 run: build
-	build/release/lunet-run examples/hello.lua
+	build/release/lunet-run examples/01_http_json.lua
 
-test: deps-test build build-debug
-	$(MAKE) --no-print-directory test-cargo test-spec test-examples stress
+test: deps-test db-up build build-debug
+	$(MAKE) --no-print-directory test-cargo test-spec test-examples test-rocks stress
 	@echo "make test: all suites passed"
 
 test-cargo:
@@ -47,6 +51,10 @@ test-spec:
 test-examples:
 	@scripts/test-examples.sh build/release
 
+## Installs every rockspec into a temporary luarocks tree and uses it.
+test-rocks:
+	@scripts/test-rocks.sh
+
 stress: build-debug
 	timeout 600 build/debug/lunet-run scripts/stress.lua
 
@@ -54,6 +62,12 @@ bench: build
 	build/release/lunet-run bench/core.lua
 	build/release/lunet-run bench/fs.lua
 	build/release/lunet-run bench/udp.lua
+	$(CARGO) build --release -p lunet-sqlite3 --example sqlite3_floor
+	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor build/release/lunet-run bench/sqlite3.lua
+
+## Regenerates the API reference from the annotations in types/.
+docs:
+	$(LUAJIT) scripts/gen-docs.lua types docs/API.md
 
 clean:
 	$(CARGO) clean

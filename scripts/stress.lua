@@ -22,6 +22,8 @@ local core = package.searchpath("lunet", package.cpath)
 local dir = core and core:match("^(.*)/[^/]*$") or "."
 package.cpath = dir .. "/test/?.so;" .. package.cpath
 local has_pool, testmod = pcall(require, "lunet_testmod")
+local has_sqlite3, sqlite3 = pcall(require, "lunet.sqlite3")
+local shared_db -- one connection used by every worker, opened by the first that needs it
 
 local counts, failures, finished = {}, {}, 0
 
@@ -80,6 +82,23 @@ local operations = {
     assert(data == msg, "udp.recv returned " .. tostring(data) .. " " .. tostring(err))
     count("udp send+recv")
   end,
+  function()
+    if not has_sqlite3 then return count("sleep(0)") end
+    if not shared_db then
+      local c = assert(sqlite3.open())
+      if shared_db then sqlite3.close(c) else shared_db = c end -- another worker won the race
+      assert(sqlite3.exec(shared_db, "CREATE TABLE IF NOT EXISTS s(v)"))
+    end
+    local r = assert(sqlite3.exec(shared_db, "INSERT INTO s VALUES (?)", "x"))
+    local rows = assert(sqlite3.query(shared_db, "SELECT v FROM s WHERE rowid = ?", r.last_insert_id))
+    assert(rows[1].v == "x", "sqlite3 returned the wrong row")
+    -- A connection of its own, opened and closed, errors included.
+    local own = assert(sqlite3.open())
+    local none, err = sqlite3.query(own, "SELECT * FROM missing")
+    assert(none == nil and err == "no such table: missing", tostring(err))
+    sqlite3.close(own)
+    count("sqlite3")
+  end,
 }
 
 for w = 1, workers do
@@ -110,6 +129,7 @@ lunet.spawn(function()
 end)
 
 lunet.run()
+if shared_db then sqlite3.close(shared_db); lunet.run() end
 
 local total = 0
 local kinds = {}

@@ -1,0 +1,90 @@
+//! Shared scaffolding of the lunet database drivers (`lunet.sqlite3`,
+//! `lunet.mysql`, `lunet.postgres`).
+//!
+//! A driver crate implements [`Driver`] — how to read `open`'s argument, how to
+//! connect, run a query, run a statement or script, and escape a literal — and
+//! calls [`open_module`] from its `luaopen_*` function. Everything else lives
+//! here, once:
+//!
+//! - the Lua API (`open`, `query`, `exec`, `query_params`, `exec_params`,
+//!   `escape`, `close`), its argument checks and its error contract
+//!   (programmer errors raise, runtime failures return `nil, err`);
+//! - connection handles: full userdata with a string-named metatable (mlua
+//!   userdata cannot cross cdylibs), methods, `__tostring` and a finaliser;
+//! - the pool job: every open, statement and close runs on libuv's thread pool
+//!   through the core's ABI table (drivers never link libuv) while the calling
+//!   coroutine yields; statements on one connection are serialised by a
+//!   per-connection mutex, different connections run in parallel;
+//! - Lua arguments to bound parameters ([`Param`]) on the loop thread, and
+//!   result rows ([`Rows`]) back to Lua tables on the loop thread.
+//!
+//! This crate is compiled into each driver separately, so it holds no state
+//! shared between drivers; its only static is a per-driver connection count.
+
+#![allow(non_snake_case)] // `L` is the Lua state, as everywhere in the Lua C API.
+#![allow(clippy::missing_safety_doc)]
+
+mod handle;
+mod job;
+mod lua_api;
+mod values;
+
+pub use lua_api::open_module;
+pub use values::{count_mismatch, double_quotes, Exec, Param, Rows, Value};
+
+use std::ffi::{c_int, CStr};
+
+use lunet_abi::ffi::lua_State;
+use lunet_abi::lua::Raise;
+
+/// What a database driver provides. Every method except [`Driver::config`]
+/// runs on a thread-pool thread, one at a time per connection (the caller
+/// holds the connection's mutex), and must not touch Lua.
+pub trait Driver: Sized + 'static {
+    /// The module's user-facing name, used in error messages and guard
+    /// errors: `"sqlite3"` gives `sqlite3.query must be called from coroutine`.
+    const NAME: &'static str;
+    /// Name of the connection metatable in the Lua registry. Unique per driver
+    /// so that a connection of one driver is never taken for another's.
+    const METATABLE: &'static CStr;
+
+    /// What `open` needs, read from the Lua argument on the loop thread.
+    type Config: Send + 'static;
+    /// A live connection.
+    type Conn: Send + 'static;
+    /// Facts about a connection that are needed without taking its lock
+    /// (e.g. the character set, for `escape(conn, s)`). `()` if none.
+    type Info: Send + Sync + 'static;
+
+    /// Reads `open`'s argument at stack index `idx` (it may be absent or nil).
+    /// Runs on the loop thread; returns `Err` for wrong types (it is raised).
+    /// Must not raise Lua errors itself.
+    ///
+    /// # Safety
+    /// `L` is the state of the running `open` call.
+    unsafe fn config(L: *mut lua_State, idx: c_int) -> Result<Self::Config, Raise>;
+
+    /// Opens a connection. The error is the library's full message.
+    fn connect(config: Self::Config) -> Result<(Self::Conn, Self::Info), String>;
+
+    /// Runs one statement and returns its rows. `params` bind its placeholders
+    /// in order; on a count mismatch return [`count_mismatch`]'s message.
+    fn query(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Rows, String>;
+
+    /// Runs a statement and reports what it changed. With no `params`, `sql`
+    /// may be a script of several statements (all are run); with `params`, it
+    /// must be exactly one statement.
+    fn exec(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Exec, String>;
+
+    /// Closes a connection (the default drops it). May block: it runs on the pool.
+    fn close(conn: Self::Conn) {
+        drop(conn);
+    }
+
+    /// The contents of a quoted SQL literal for `s` (without the quotes).
+    /// `info` is given for `escape(conn, s)`, also for a closed connection.
+    fn escape(info: Option<&Self::Info>, s: &[u8]) -> Vec<u8> {
+        let _ = info;
+        double_quotes(s)
+    }
+}

@@ -1,0 +1,217 @@
+//! The Lua-facing functions every driver shares, and the module table.
+//!
+//! Each is a raw C function (so it can `lua_yield`) generic over the driver,
+//! with the core's ABI table as upvalue 1. Bodies never call raising Lua API
+//! functions: they return [`Raise`] and `finish` raises once `catch_unwind`
+//! has returned. Yielding functions are wrapped in the core's Lua-side guard.
+
+use std::ffi::{c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+use lunet_abi::ffi::{self, lua_State};
+use lunet_abi::lua::{core_abi, finish, guard, push_bytes, push_fail, type_name, Raise, Ret};
+use lunet_abi::LunetAbi;
+
+use crate::handle::{to_handle, Handle, LIVE};
+use crate::job::{close_in_background, submit, Job, Op, CLOSED};
+use crate::values::read_params;
+use crate::Driver;
+
+const SHUTTING_DOWN: &str = "the lunet runtime is shutting down";
+
+#[inline]
+unsafe fn abi_of(L: *mut lua_State) -> &'static LunetAbi {
+    &*(ffi::lua_touserdata(L, ffi::lua_upvalueindex(1)) as *const LunetAbi)
+}
+
+#[inline]
+unsafe fn entry(L: *mut lua_State, body: impl FnOnce() -> Ret) -> c_int {
+    let r = catch_unwind(AssertUnwindSafe(body));
+    finish(L, r)
+}
+
+fn bad_arg(n: c_int, fname: &str, expected: &str, got: &str) -> Raise {
+    format!("bad argument #{n} to '{fname}' ({expected} expected, got {got})").into()
+}
+
+/// The connection argument at index 1, or the error to raise.
+unsafe fn conn_arg<'a, D: Driver>(L: *mut lua_State, fname: &str) -> Result<&'a mut Handle<D>, Raise> {
+    to_handle::<D>(L, 1).ok_or_else(|| bad_arg(1, fname, &format!("{} connection", D::NAME), type_name(L, 1)))
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Query,
+    Exec,
+}
+
+unsafe fn open<D: Driver>(L: *mut lua_State) -> Ret {
+    let config = D::config(L, 1)?;
+    match submit(L, Job::<D>::new(abi_of(L), Op::Open(Some(config)))) {
+        Ok(()) => Ok(ffi::lua_yield(L, 0)),
+        Err(_) => Ok(push_fail(L, SHUTTING_DOWN)),
+    }
+}
+
+/// `query(conn, sql, ...)` and `exec(conn, sql, ...)`.
+unsafe fn statement<D: Driver>(L: *mut lua_State, kind: Kind, fname: &str) -> Ret {
+    let h = conn_arg::<D>(L, fname)?;
+    if ffi::lua_type(L, 2) != ffi::LUA_TSTRING {
+        return Err(bad_arg(2, fname, "string", type_name(L, 2)));
+    }
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(L, 2, &mut len);
+    let sql = std::slice::from_raw_parts(p.cast::<u8>(), len).to_vec();
+    let params = read_params(L, 3, ffi::lua_gettop(L), fname)?;
+    let shared = match (h.closed, h.shared()) {
+        (false, Some(s)) => s,
+        _ => return Ok(push_fail(L, CLOSED)),
+    };
+    let op = match kind {
+        Kind::Query => Op::Query { shared, sql, params },
+        Kind::Exec => Op::Exec { shared, sql, params },
+    };
+    match submit(L, Job::<D>::new(abi_of(L), op)) {
+        Ok(()) => Ok(ffi::lua_yield(L, 0)),
+        Err(_) => Ok(push_fail(L, SHUTTING_DOWN)),
+    }
+}
+
+/// Marks the handle closed and closes its connection in the background.
+unsafe fn close_handle<D: Driver>(L: *mut lua_State, h: &mut Handle<D>) {
+    if h.closed {
+        return;
+    }
+    h.closed = true;
+    if let Some(shared) = h.shared() {
+        close_in_background(abi_of(L), shared);
+    }
+}
+
+unsafe fn close<D: Driver>(L: *mut lua_State, fname: &str) -> Ret {
+    let h = conn_arg::<D>(L, fname)?;
+    close_handle(L, h);
+    Ok(0)
+}
+
+/// `__gc`: closes a connection the script forgot, then drops the reference.
+unsafe fn gc<D: Driver>(L: *mut lua_State) -> Ret {
+    if let Some(h) = to_handle::<D>(L, 1) {
+        close_handle(L, h);
+        h.release();
+    }
+    Ok(0)
+}
+
+unsafe fn tostring<D: Driver>(L: *mut lua_State) -> Ret {
+    let text = match to_handle::<D>(L, 1) {
+        Some(h) if !h.closed => format!("{} connection ({:p})", D::NAME, h as *const Handle<D>),
+        Some(_) => format!("{} connection (closed)", D::NAME),
+        None => format!("{} connection (invalid)", D::NAME),
+    };
+    push_bytes(L, text.as_bytes());
+    Ok(1)
+}
+
+/// `escape(str)` or `escape(conn, str)`.
+unsafe fn escape<D: Driver>(L: *mut lua_State, fname: &str) -> Ret {
+    let (info, idx) = match to_handle::<D>(L, 1) {
+        Some(h) => (h.shared_ref().map(|s| &s.info), 2),
+        None => (None, 1),
+    };
+    let t = ffi::lua_type(L, idx);
+    if t != ffi::LUA_TSTRING && t != ffi::LUA_TNUMBER {
+        return Err(bad_arg(idx, fname, "string", type_name(L, idx)));
+    }
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(L, idx, &mut len);
+    let escaped = D::escape(info, std::slice::from_raw_parts(p.cast::<u8>(), len));
+    push_bytes(L, &escaped);
+    Ok(1)
+}
+
+unsafe fn connections(L: *mut lua_State) -> Ret {
+    ffi::lua_pushnumber(L, LIVE.load(Ordering::Relaxed) as f64);
+    Ok(1)
+}
+
+macro_rules! entry_points {
+    ($($name:ident => |$L:ident| $body:expr;)*) => {
+        $(
+            unsafe extern "C-unwind" fn $name<D: Driver>($L: *mut lua_State) -> c_int {
+                entry($L, || unsafe { $body })
+            }
+        )*
+    };
+}
+
+entry_points! {
+    l_open => |L| open::<D>(L);
+    l_query => |L| statement::<D>(L, Kind::Query, &format!("{}.query", D::NAME));
+    l_exec => |L| statement::<D>(L, Kind::Exec, &format!("{}.exec", D::NAME));
+    l_query_params => |L| statement::<D>(L, Kind::Query, &format!("{}.query_params", D::NAME));
+    l_exec_params => |L| statement::<D>(L, Kind::Exec, &format!("{}.exec_params", D::NAME));
+    l_close => |L| close::<D>(L, &format!("{}.close", D::NAME));
+    l_escape => |L| escape::<D>(L, &format!("{}.escape", D::NAME));
+    l_gc => |L| gc::<D>(L);
+    l_tostring => |L| tostring::<D>(L);
+}
+
+unsafe extern "C-unwind" fn l_connections(L: *mut lua_State) -> c_int {
+    entry(L, || unsafe { connections(L) })
+}
+
+/// Builds the driver's module table (left on the stack) and its connection
+/// metatable. Call from the driver's `luaopen_*` function and return 1.
+///
+/// The module has `open`, `query`, `exec`, `query_params`, `exec_params`
+/// (the yielding ones, guarded), `escape`, `close`, and `_connections()`
+/// (how many connections of this driver are open, for tests). Connections
+/// have the same functions as methods (`conn:query(sql, ...)`).
+///
+/// # Safety
+/// `L` must be the state of the running `luaopen_*` C function.
+pub unsafe fn open_module<D: Driver>(L: *mut lua_State) -> Result<c_int, Raise> {
+    let abi = core_abi(L)?;
+    let fns: [(&CStr, ffi::lua_CFunction, bool, bool); 8] = [
+        // name, function, yields, is a method
+        (c"open", l_open::<D>, true, false),
+        (c"query", l_query::<D>, true, true),
+        (c"exec", l_exec::<D>, true, true),
+        (c"query_params", l_query_params::<D>, true, true),
+        (c"exec_params", l_exec_params::<D>, true, true),
+        (c"escape", l_escape::<D>, false, true),
+        (c"close", l_close::<D>, false, true),
+        (c"_connections", l_connections, false, false),
+    ];
+    ffi::lua_createtable(L, 0, fns.len() as c_int); // module
+    ffi::lua_createtable(L, 0, fns.len() as c_int); // methods
+    let push_closure = |f: ffi::lua_CFunction| {
+        ffi::lua_pushlightuserdata(L, abi as *const LunetAbi as *mut c_void);
+        ffi::lua_pushcclosure(L, f, 1);
+    };
+    for (name, f, yields, method) in fns {
+        push_closure(f);
+        if yields {
+            guard(L, &format!("{}.{}", D::NAME, name.to_str().unwrap_or("?")))?;
+        }
+        if method {
+            ffi::lua_pushvalue(L, -1);
+            ffi::lua_setfield(L, -3, name.as_ptr());
+        }
+        ffi::lua_setfield(L, -3, name.as_ptr());
+    }
+    // The metatable is (re)filled on every load so it always matches this module.
+    ffi::luaL_newmetatable(L, D::METATABLE.as_ptr());
+    ffi::lua_pushvalue(L, -2);
+    ffi::lua_setfield(L, -2, c"__index".as_ptr());
+    push_closure(l_gc::<D>);
+    ffi::lua_setfield(L, -2, c"__gc".as_ptr());
+    push_closure(l_tostring::<D>);
+    ffi::lua_setfield(L, -2, c"__tostring".as_ptr());
+    push_bytes(L, format!("{} connection", D::NAME).as_bytes());
+    ffi::lua_setfield(L, -2, c"__name".as_ptr());
+    ffi::lua_settop(L, -3); // drop metatable and methods; the module is on top
+    Ok(1)
+}
