@@ -31,9 +31,13 @@ const FETCH_BUF_MAX: usize = 16 * 1024;
 
 const MYSQL_NO_DATA: i32 = 100;
 
-/// The last error of a statement handle.
-unsafe fn stmt_fail(st: *mut my::MYSQL_STMT) -> Fail {
+/// The last error of a statement handle, or of its connection when the
+/// library left it there (a network read failing during a fetch).
+unsafe fn stmt_fail(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT) -> Fail {
     let code = my::mysql_stmt_errno(st);
+    if code == 0 && my::mysql_errno(m) != 0 {
+        return crate::conn::conn_fail(m);
+    }
     let mut msg = text(my::mysql_stmt_error(st));
     if msg.is_empty() {
         msg = format!("MySQL error {code}");
@@ -79,7 +83,7 @@ impl StmtCache {
             return Err(crate::conn::conn_fail(m));
         }
         if my::mysql_stmt_prepare(st, sql.as_ptr().cast(), sql.len() as c_ulong) != 0 {
-            let f = stmt_fail(st);
+            let f = stmt_fail(m, st);
             my::mysql_stmt_close(st);
             return Err(f);
         }
@@ -106,7 +110,7 @@ impl StmtCache {
         if expected != params.len() {
             return Err(Fail::ours(count_mismatch(expected, params.len())));
         }
-        let r = execute(st, params, want_rows);
+        let r = execute(m, st, params, want_rows);
         if r.is_err() {
             // Its state after a failure is not worth reasoning about: prepare
             // afresh next time.
@@ -123,7 +127,7 @@ struct InBinds {
     lens: Vec<c_ulong>,
 }
 
-unsafe fn bind_params(st: *mut my::MYSQL_STMT, params: &[Param]) -> Result<InBinds, Fail> {
+unsafe fn bind_params(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT, params: &[Param]) -> Result<InBinds, Fail> {
     let n = params.len();
     let mut b = InBinds { binds: vec![std::mem::zeroed(); n], ints: vec![0; n], lens: vec![0; n] };
     for (i, p) in params.iter().enumerate() {
@@ -157,14 +161,14 @@ unsafe fn bind_params(st: *mut my::MYSQL_STMT, params: &[Param]) -> Result<InBin
         }
     }
     if my::mysql_stmt_bind_param(st, b.binds.as_mut_ptr()) != 0 {
-        return Err(stmt_fail(st));
+        return Err(stmt_fail(m, st));
     }
     for (i, p) in params.iter().enumerate() {
         if let Param::Bytes(s) = p {
             if s.len() >= LONG_DATA_MIN {
                 for piece in s.chunks(LONG_DATA_PIECE) {
                     if my::mysql_stmt_send_long_data(st, i as u32, piece.as_ptr().cast(), piece.len() as c_ulong) != 0 {
-                        return Err(stmt_fail(st));
+                        return Err(stmt_fail(m, st));
                     }
                 }
             }
@@ -183,10 +187,10 @@ struct OutCol {
     error: my::my_bool,
 }
 
-unsafe fn execute(st: *mut my::MYSQL_STMT, params: &[Param], want_rows: bool) -> Result<(Option<Rows>, Exec), Fail> {
-    let inb = bind_params(st, params)?;
+unsafe fn execute(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT, params: &[Param], want_rows: bool) -> Result<(Option<Rows>, Exec), Fail> {
+    let inb = bind_params(m, st, params)?;
     if my::mysql_stmt_execute(st) != 0 {
-        return Err(stmt_fail(st));
+        return Err(stmt_fail(m, st));
     }
     drop(inb);
     let mut rows = None;
@@ -194,9 +198,9 @@ unsafe fn execute(st: *mut my::MYSQL_STMT, params: &[Param], want_rows: bool) ->
     loop {
         if my::mysql_stmt_field_count(st) > 0 {
             let r = if want_rows && rows.is_none() {
-                fetch_rows(st).map(|r| rows = Some(r))
+                fetch_rows(m, st).map(|r| rows = Some(r))
             } else {
-                discard_rows(st)
+                discard_rows(m, st)
             };
             my::mysql_stmt_free_result(st);
             r?;
@@ -209,24 +213,24 @@ unsafe fn execute(st: *mut my::MYSQL_STMT, params: &[Param], want_rows: bool) ->
         match my::mysql_stmt_next_result(st) {
             0 => continue,
             -1 => break,
-            _ => return Err(stmt_fail(st)),
+            _ => return Err(stmt_fail(m, st)),
         }
     }
     Ok((rows, exec))
 }
 
-unsafe fn discard_rows(st: *mut my::MYSQL_STMT) -> Result<(), Fail> {
+unsafe fn discard_rows(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT) -> Result<(), Fail> {
     if my::mysql_stmt_store_result(st) != 0 {
-        return Err(stmt_fail(st));
+        return Err(stmt_fail(m, st));
     }
     Ok(())
 }
 
 /// Fetches every row of the current result set.
-unsafe fn fetch_rows(st: *mut my::MYSQL_STMT) -> Result<Rows, Fail> {
+unsafe fn fetch_rows(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT) -> Result<Rows, Fail> {
     let meta = my::mysql_stmt_result_metadata(st);
     if meta.is_null() {
-        return Err(stmt_fail(st));
+        return Err(stmt_fail(m, st));
     }
     let n = my::mysql_num_fields(meta) as usize;
     let fields = my::mysql_fetch_fields(meta);
@@ -269,7 +273,7 @@ unsafe fn fetch_rows(st: *mut my::MYSQL_STMT) -> Result<Rows, Fail> {
         b.error = &mut c.error;
     }
     if my::mysql_stmt_bind_result(st, binds.as_mut_ptr()) != 0 {
-        return Err(stmt_fail(st));
+        return Err(stmt_fail(m, st));
     }
     loop {
         let rc = my::mysql_stmt_fetch(st);
@@ -277,7 +281,7 @@ unsafe fn fetch_rows(st: *mut my::MYSQL_STMT) -> Result<Rows, Fail> {
             break;
         }
         if rc != 0 && rc != my::MYSQL_DATA_TRUNCATED as i32 {
-            return Err(stmt_fail(st));
+            return Err(stmt_fail(m, st));
         }
         for (i, c) in cols.iter().enumerate() {
             let v = if c.is_null != 0 {
@@ -292,7 +296,7 @@ unsafe fn fetch_rows(st: *mut my::MYSQL_STMT) -> Result<Rows, Fail> {
                         let bytes = if len <= c.buf.len() {
                             c.buf[..len].to_vec()
                         } else {
-                            fetch_whole(st, i, len)?
+                            fetch_whole(m, st, i, len)?
                         };
                         if c.kind == Kind::Float {
                             text_value(Kind::Float, &bytes)
@@ -309,7 +313,7 @@ unsafe fn fetch_rows(st: *mut my::MYSQL_STMT) -> Result<Rows, Fail> {
 }
 
 /// Reads column `i` of the current row whole (it was longer than its buffer).
-unsafe fn fetch_whole(st: *mut my::MYSQL_STMT, i: usize, len: usize) -> Result<Vec<u8>, Fail> {
+unsafe fn fetch_whole(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT, i: usize, len: usize) -> Result<Vec<u8>, Fail> {
     let mut out = vec![0u8; len];
     let mut got: c_ulong = 0;
     let mut is_null: my::my_bool = 0;
@@ -322,7 +326,7 @@ unsafe fn fetch_whole(st: *mut my::MYSQL_STMT, i: usize, len: usize) -> Result<V
     b.is_null = &mut is_null;
     b.error = &mut error;
     if my::mysql_stmt_fetch_column(st, &mut b, i as u32, 0) != 0 {
-        return Err(stmt_fail(st));
+        return Err(stmt_fail(m, st));
     }
     if got as usize != len || error != 0 {
         return Err(Fail::ours(format!(
