@@ -228,12 +228,13 @@ unsafe fn discard_rows(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT) -> Result<(),
 
 /// Fetches every row of the current result set.
 unsafe fn fetch_rows(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT) -> Result<Rows, Fail> {
-    let meta = my::mysql_stmt_result_metadata(st);
-    if meta.is_null() {
+    // The statement's own column descriptions (MariaDB Connector/C), not a
+    // copy as `mysql_stmt_result_metadata` would allocate on every execution.
+    let n = my::mysql_stmt_field_count(st) as usize;
+    let fields = my::mariadb_stmt_fetch_fields(st);
+    if fields.is_null() {
         return Err(stmt_fail(m, st));
     }
-    let n = my::mysql_num_fields(meta) as usize;
-    let fields = my::mysql_fetch_fields(meta);
     let fields: &[my::MYSQL_FIELD] = if n == 0 || fields.is_null() { &[] } else { std::slice::from_raw_parts(fields, n) };
     let mut rows = Rows::new(fields.iter().map(|f| field_name(f)).collect());
     let mut cols: Vec<OutCol> = fields
@@ -247,7 +248,6 @@ unsafe fn fetch_rows(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT) -> Result<Rows,
             OutCol { kind, num: 0, buf: vec![0; cap], length: 0, is_null: 0, error: 0 }
         })
         .collect();
-    my::mysql_free_result(meta);
     // `cols` is not resized from here on: the binds point into it.
     let mut binds: Vec<my::MYSQL_BIND> = vec![std::mem::zeroed(); n];
     for (b, c) in binds.iter_mut().zip(cols.iter_mut()) {
