@@ -277,6 +277,15 @@ impl Conn {
         unsafe { my::mysql_thread_id(self.mysql) as u64 }
     }
 
+    /// The library's own escaping on this connection (to compare with ours).
+    #[cfg(test)]
+    pub fn real_escape(&self, s: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; 2 * s.len() + 1];
+        let n = unsafe { my::mysql_real_escape_string(self.mysql, out.as_mut_ptr().cast(), s.as_ptr().cast(), s.len() as _) };
+        out.truncate(n as usize);
+        out
+    }
+
     #[cfg(test)]
     pub fn escape_info(&self) -> Info {
         self.escape.clone()

@@ -108,9 +108,15 @@ fn lead_byte(cs: &my::MARIADB_CHARSET_INFO, b: u8) -> bool {
     if cs.char_maxlen <= 1 {
         return false;
     }
+    // The byte goes in as the library passes it (a C `char`, sign-extended
+    // to `unsigned int`), so each character set answers exactly as it does
+    // for `mysql_real_escape_string`: GBK, SJIS, Big5 and the like mask the
+    // value and report their lead bytes; UTF-8's table then never does, which
+    // is harmless there (no UTF-8 byte >= 0x80 can be read as `\` or `'`).
+    let as_c_char = b as i8 as std::ffi::c_int as std::ffi::c_uint;
     match cs.mb_charlen {
         // SAFETY: a pure function of the library's charset table.
-        Some(f) => (unsafe { f(b as std::ffi::c_uint) }) > 1,
+        Some(f) => (unsafe { f(as_c_char) }) > 1,
         None => false,
     }
 }

@@ -42,7 +42,7 @@ fn types_read_the_same_in_both_protocols() {
         &mut c,
         b"CREATE TEMPORARY TABLE t(i INT, u BIGINT UNSIGNED, b BIGINT, f FLOAT, d DOUBLE, m DECIMAL(20,6),
           dt DATETIME(6), tm TIME, y YEAR, bo BOOLEAN, bi BIT(10), j JSON, tx TEXT, bl BLOB, n INT);
-          INSERT INTO t VALUES (-7, 18446744073709551615, 9007199254740992, 3.14159265, 0.30000000000000004,
+          INSERT INTO t VALUES (-7, 18446744073709551615, 9007199254740992, 1.2345678, 0.30000000000000004,
           12.5, '2024-01-02 03:04:05.5', '-838:59:59', 2024, TRUE, b'1010', '{\"a\": 1}', 'h\xc3\xa9', x'00ff', NULL)",
         &[],
     )
@@ -55,7 +55,7 @@ fn types_read_the_same_in_both_protocols() {
     assert_eq!(col(r, 0, "i"), Value::Int(-7));
     assert_eq!(col(r, 0, "u"), Value::Float(18446744073709551615.0));
     assert_eq!(col(r, 0, "b"), Value::Int(1 << 53));
-    assert_eq!(col(r, 0, "f"), Value::Float(3.14159));
+    assert_eq!(col(r, 0, "f"), Value::Float(1.23457));
     assert_eq!(col(r, 0, "d"), Value::Float(0.30000000000000004));
     assert_eq!(col(r, 0, "m"), Value::Bytes(b"12.500000".to_vec()));
     assert_eq!(col(r, 0, "dt"), Value::Bytes(b"2024-01-02 03:04:05.500000".to_vec()));
@@ -186,4 +186,36 @@ fn connect_failures_are_the_servers_messages() {
     let mut cfg = server();
     cfg.password = Some(b"a\0b".to_vec());
     assert_eq!(Mysql::connect(cfg).err().unwrap(), "mysql.open: field 'password' contains a NUL byte");
+}
+
+#[test]
+fn escaping_matches_the_librarys_own_for_every_charset_and_mode() {
+    library_init().unwrap();
+    // Inputs with quotes, backslashes, control bytes, valid and broken
+    // multibyte sequences (0xbf 0x27 is the classic GBK trap).
+    let mut inputs: Vec<Vec<u8>> = vec![
+        b"plain".to_vec(),
+        b"it's \\ \"q\" \0 \n \r \x1a".to_vec(),
+        "h\u{e9}llo \u{2713} \u{1f600}".as_bytes().to_vec(),
+        b"\xbf\x27 OR 1=1 -- ".to_vec(),
+        b"\x81\x5c\x27\x95\x5c\xe0\x27\xff\xfe\x00\x5c".to_vec(),
+        (0u8..=255).collect(),
+    ];
+    inputs.push(inputs.concat());
+    for charset in ["utf8mb4", "latin1", "gbk", "sjis", "big5", "utf8mb3"] {
+        let mut cfg = server();
+        cfg.charset = charset.as_bytes().to_vec();
+        let (mut c, info) = Mysql::connect(cfg).unwrap();
+        for mode in ["", ",NO_BACKSLASH_ESCAPES"] {
+            let set = format!("SET SESSION sql_mode = CONCAT(@@GLOBAL.sql_mode, '{mode}')");
+            Mysql::exec(&mut c, set.as_bytes(), &[]).unwrap();
+            for s in &inputs {
+                assert_eq!(
+                    Mysql::escape(Some(&info), s),
+                    c.real_escape(s),
+                    "charset {charset}, mode '{mode}', input {s:?}"
+                );
+            }
+        }
+    }
 }
