@@ -84,6 +84,8 @@ impl Fail {
             | 2027 // CR_MALFORMED_PACKET
             | 1927 // ER_CONNECTION_KILLED
             | 1053 // ER_SERVER_SHUTDOWN
+            | 1153 // ER_NET_PACKET_TOO_LARGE: the server hangs up after it
+            | 4031 // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8: idle too long)
         )
     }
 }
