@@ -158,6 +158,14 @@ describe("lunet.mysql", function()
         local row = assert(db.query(c,
           "SELECT HOST AS h FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"))[1]
         assert.equal("localhost", row.h) -- TCP clients show as address:port
+        -- The same through the socket path given explicitly.
+        local path = db.query(c, "SELECT @@socket AS p")[1].p
+        db.close(c)
+        local p = params({ socket = path })
+        p.host = nil
+        c = assert(db.open(p))
+        assert.equal("localhost", db.query(c,
+          "SELECT HOST AS h FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")[1].h)
         db.close(c)
         local tcp = conn()
         row = assert(db.query(tcp,
@@ -192,6 +200,12 @@ describe("lunet.mysql", function()
         c, err = db.open(params({ host = "localhost", socket = "/nonexistent/lunet.sock" }))
         assert.is_nil(c)
         assert.matches("Can't connect to local server through socket '/nonexistent/lunet.sock'", err, 1, true)
+        -- A socket without a host means the local server through that socket.
+        local p = params({ socket = "/nonexistent/lunet.sock" })
+        p.host = nil
+        c, err = db.open(p)
+        assert.is_nil(c)
+        assert.matches("through socket '/nonexistent/lunet.sock'", err, 1, true)
         c = conn()
         db.close(c)
       end)

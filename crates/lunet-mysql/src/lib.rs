@@ -180,6 +180,13 @@ unsafe fn read_config(L: *mut lua_State, idx: c_int) -> Result<Config, Raise> {
                 c.charset = cs;
             }
             c.socket = string_field(L, idx, c"socket")?;
+            // A socket path alone means the local server through that socket.
+            if c.socket.is_some() && c.host == Config::default().host {
+                let explicit = string_field(L, idx, c"host")?.is_some();
+                if !explicit {
+                    c.host = Some(b"localhost".to_vec());
+                }
+            }
             if let Some(t) = int_field(L, idx, c"connect_timeout", 31_536_000)? {
                 c.connect_timeout = t;
             }
