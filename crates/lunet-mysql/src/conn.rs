@@ -301,6 +301,9 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        // Usually on a pool thread; a connection nobody closed may be dropped
+        // on whichever thread releases it last.
+        crate::thread_ready();
         self.shut();
     }
 }
