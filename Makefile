@@ -10,7 +10,7 @@ STRESS_OPS     ?= 100
 export STRESS_WORKERS STRESS_OPS
 
 .PHONY: all deps deps-test db-up build build-debug run test test-cargo test-spec \
-        test-examples stress bench clean
+        test-examples test-rocks stress bench docs clean
 
 all: build
 
@@ -35,10 +35,10 @@ build-debug: deps
 	@scripts/stage.sh debug
 
 run: build
-	build/release/lunet-run examples/hello.lua
+	build/release/lunet-run examples/01_http_json.lua
 
 test: deps-test db-up build build-debug
-	$(MAKE) --no-print-directory test-cargo test-spec test-examples stress
+	$(MAKE) --no-print-directory test-cargo test-spec test-examples test-rocks stress
 	@echo "make test: all suites passed"
 
 test-cargo:
@@ -51,6 +51,10 @@ test-spec:
 test-examples:
 	@scripts/test-examples.sh build/release
 
+## Installs every rockspec into a temporary luarocks tree and uses it.
+test-rocks:
+	@scripts/test-rocks.sh
+
 stress: build-debug
 	timeout 600 build/debug/lunet-run scripts/stress.lua
 
@@ -62,6 +66,10 @@ bench: build
 	@scripts/db-up.sh mysql
 	$(CARGO) build --release -p lunet-mysql --example mysql_floor
 	LUNET_MYSQL_FLOOR=target/release/examples/mysql_floor build/release/lunet-run bench/mysql.lua
+
+## Regenerates the API reference from the annotations in types/.
+docs:
+	$(LUAJIT) scripts/gen-docs.lua types docs/API.md
 
 clean:
 	$(CARGO) clean

@@ -2,16 +2,7 @@
 -- sleep(0) round trips and spawn+finish, printed as a table.
 -- A benchmark, not a test: numbers vary with machine load.
 local lunet = require("lunet")
-local ffi = require("ffi")
-ffi.cdef [[
-  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-  int clock_gettime(int clk, bench_timespec *tp);
-]]
-local ts = ffi.new("bench_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local now = require("bench.clock")
 
 local N = tonumber(os.getenv("BENCH_N") or "") or 2000000
 local rows = {}

@@ -5,16 +5,7 @@
 -- the best of BENCH_FS_ROUNDS runs (default 3). A benchmark, not a test.
 local lunet = require("lunet")
 local fs = require("lunet.fs")
-local ffi = require("ffi")
-ffi.cdef [[
-  typedef struct { long tv_sec; long tv_nsec; } bench_fs_timespec;
-  int clock_gettime(int clk, bench_fs_timespec *tp);
-]]
-local ts = ffi.new("bench_fs_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local now = require("bench.clock")
 
 local MiB = 1024 * 1024
 local size_mib = tonumber(os.getenv("BENCH_FS_MIB") or "") or 100

@@ -10,23 +10,15 @@
 --     (crates/lunet-mysql/examples/mysql_floor.rs, path in LUNET_MYSQL_FLOOR;
 --     skipped if unset).
 -- Target (issue 6): 64 coroutines over 8 connections >= 2x the floor.
--- Statements run on libuv's thread pool: UV_THREADPOOL_SIZE threads (default
--- 4), so at most that many connections have a statement in flight at once.
+-- Statements run on libuv's thread pool: UV_THREADPOOL_SIZE threads (lunet's
+-- default 16), so at most that many connections have a statement in flight.
 -- A benchmark, not a test: numbers vary with the machine and its load (the
 -- server shares the machine; INSERTs wait for the server's log flush).
 local lunet = require("lunet")
 local mysql = require("lunet.mysql")
+local now = require("bench.clock")
 local ffi = require("ffi")
-ffi.cdef [[
-  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-  int clock_gettime(int clk, bench_timespec *tp);
-  int getpid(void);
-]]
-local ts = ffi.new("bench_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+ffi.cdef [[ int getpid(void); ]]
 
 local N = tonumber(os.getenv("BENCH_DB_N") or "") or 20000
 local N_INSERT = tonumber(os.getenv("BENCH_DB_N_INSERT") or "") or 4000
@@ -152,7 +144,7 @@ local function row(name, rate, floor_rate)
 end
 
 print(("mysql: %d SELECTs and %d INSERTs per run, %d preloaded rows, server %s:%d, UV_THREADPOOL_SIZE=%s"):format(
-  N, N_INSERT, ROWS, server.host, server.port, os.getenv("UV_THREADPOOL_SIZE") or "4 (default)"))
+  N, N_INSERT, ROWS, server.host, server.port, os.getenv("UV_THREADPOOL_SIZE") or "?"))
 print(("%-46s %12s %10s %10s"):format("benchmark", "stmts/s", "us/stmt", "vs floor"))
 if floor.select_per_s then
   print(("%-46s %12.0f %10.1f"):format("SELECT by PK, synchronous C API (floor)", floor.select_per_s, 1e6 / floor.select_per_s))

@@ -12,16 +12,7 @@
 -- A benchmark, not a test: numbers vary with the machine and its load.
 local lunet = require("lunet")
 local sqlite3 = require("lunet.sqlite3")
-local ffi = require("ffi")
-ffi.cdef [[
-  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-  int clock_gettime(int clk, bench_timespec *tp);
-]]
-local ts = ffi.new("bench_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local now = require("bench.clock")
 
 local N = tonumber(os.getenv("BENCH_DB_N") or "") or 100000
 local ROWS = 10000

@@ -3,10 +3,10 @@
 # Usage: scripts/deps.sh [build|test]   (test = build + runtime/test tools + DB servers)
 set -euo pipefail
 
-want=(pkg-config libclang-dev clang build-essential luajit libluajit-5.1-dev
+want=(pkg-config libclang-dev clang build-essential binutils luajit libluajit-5.1-dev
       libsqlite3-dev libmariadb-dev libpq-dev)
 if [ "${1:-build}" = test ]; then
-  want+=(lua-busted luarocks mariadb-server mariadb-client postgresql postgresql-client)
+  want+=(lua-busted luarocks curl mariadb-server mariadb-client postgresql postgresql-client)
 fi
 
 missing=()

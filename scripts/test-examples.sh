@@ -19,6 +19,46 @@ check() { # name, command, expected-substring...
   echo "ok   $name"; pass=$((pass+1))
 }
 
+# Starts an HTTP example on a free port, runs curl requests against it (each
+# argument: "curl arguments|expected text", with @ standing for the base URL),
+# then stops it with SIGTERM and expects a clean exit.
+check_http() { # name, script, checks...
+  local name=$1 script=$2; shift 2
+  local log port="" pid problem=""
+  log=$(mktemp)
+  "$build/lunet-run" "$script" 0 >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 200); do
+    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  if [ -z "$port" ]; then
+    problem="did not print its address"
+  else
+    for spec in "$@"; do
+      local args=${spec%%|*} want=${spec#*|} out
+      args=${args//@/http://127.0.0.1:$port}
+      out=$(eval "curl -sS --max-time 10 $args" 2>&1 || true)
+      if ! grep -qF -- "$want" <<<"$out"; then
+        problem="curl $args: expected '$want', got: $out"
+        break
+      fi
+    done
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  local rc=0
+  wait "$pid" || rc=$?
+  if [ -z "$problem" ] && [ "$rc" -ne 0 ]; then problem="exit status $rc after SIGTERM"; fi
+  if [ -z "$problem" ] && ! grep -q "shutting down" "$log"; then problem="no shutdown message"; fi
+  if [ -n "$problem" ]; then
+    echo "FAIL $name: $problem"; sed 's/^/    /' "$log"; fail=$((fail+1))
+  else
+    echo "ok   $name"; pass=$((pass+1))
+  fi
+  rm -f "$log"
+}
+
 check hello "$build/lunet-run examples/hello.lua" \
   "main chunk finished" "fast   tick 3 (every 10 ms)" "medium done" "slow   done"
 
@@ -26,6 +66,22 @@ check 03_db_sqlite3 "$build/lunet-run examples/03_db_sqlite3.lua" \
   "users kept from an earlier run: 0" "inserted Miles O'Brien    id=2" "lookup by name with a quote: 1 row, email miles@example.org" \
   "3 rows updated" "deleted users without email: 1" "#2  Miles O'Brien    miles@example.org      age 42" \
   "no such table: missing_table" "escaped:	Miles O''Brien" "done"
+check_http 01_http_json examples/01_http_json.lua \
+  '@/hello|{"message":"hello from lunet","method":"GET","path":"/hello","served":1}' \
+  '-X POST --data x @/p|"method":"POST"' \
+  '-v @/a @/b|Re-using existing connection' \
+  '-v -H "Connection: close" @/c|Connection: close' \
+  '-i --http1.0 @/d|HTTP/1.1 200 OK'
+
+check_http 02_http_routing examples/02_http_routing.lua \
+  '@/users/42|{"user":{"id":42,"name":"user42"}}' \
+  '@/users/42/posts/7|{"post":"7","user":"42"}' \
+  '-X POST --data ping-pong @/echo|ping-pong' \
+  '-i -X DELETE @/users/1|405 Method Not Allowed' \
+  '-i @/missing|404 Not Found' \
+  '@/slow/30|{"slept_ms":30}' \
+  '-v @/ @/users/1|Re-using existing connection'
+
 dbfile=$(mktemp -u /tmp/lunet-example-XXXXXX.db)
 # Twice on one file: the second run finds the first run's rows.
 check 03_db_sqlite3_file "$build/lunet-run examples/03_db_sqlite3.lua $dbfile >/dev/null && $build/lunet-run examples/03_db_sqlite3.lua $dbfile" \

@@ -91,3 +91,31 @@ describe("driver ABI", function()
     assert.matches("ABI version 101 does not match the version 1", err)
   end)
 end)
+
+describe("thread pool size", function()
+  local barrier_src = [[
+      local lunet = require("lunet")
+      local t = require("lunet_testmod")
+      local met = 0
+      for _ = 1, %d do
+        lunet.spawn(function() local r = t.barrier(%d, 3000); met = met + r end)
+      end
+      lunet.run()
+      print(os.getenv("UV_THREADPOOL_SIZE"), met)
+  ]]
+
+  it("defaults to 16 threads: 16 blocking jobs run at the same time", function()
+    local rc, out, err = H.luajit(barrier_src:format(16, 16))
+    assert.equal(0, rc, err)
+    assert.equal("16\t16\n", out)
+  end)
+
+  it("respects a size the program set: 2 threads never run 3 jobs at once", function()
+    local path = H.script(("package.cpath = %q .. package.cpath\n"):format(H.build .. "/?.so;" .. H.build .. "/test/?.so;")
+      .. barrier_src:format(3, 3))
+    local rc, out, err = H.sh("UV_THREADPOOL_SIZE=2 luajit " .. H.shquote(path))
+    os.remove(path)
+    assert.equal(0, rc, err)
+    assert.equal("2\t0\n", out)
+  end)
+end)

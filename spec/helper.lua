@@ -48,17 +48,11 @@ function M.run(body, limit_ms)
   end
 end
 
-local ffi = require("ffi")
-ffi.cdef [[
-  typedef struct { long tv_sec; long tv_nsec; } lunet_spec_timespec;
-  int clock_gettime(int clk, lunet_spec_timespec *tp);
-]]
-local ts = ffi.new("lunet_spec_timespec")
+local clock = require("bench.clock")
 
 --- Monotonic time in milliseconds (for lower-bound checks, never upper bounds).
 function M.now_ms()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  return clock() * 1000
 end
 
 --- This process's id.

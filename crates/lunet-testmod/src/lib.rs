@@ -14,6 +14,8 @@ use lunet_abi::lua::{core_abi, guard, push_fail, to_number};
 use lunet_abi::{lua_fn, LunetAbi};
 
 static FIRED: AtomicUsize = AtomicUsize::new(0);
+/// Jobs currently inside `barrier_work`.
+static INSIDE: AtomicUsize = AtomicUsize::new(0);
 
 struct Sum {
     n: u64,
@@ -26,6 +28,22 @@ unsafe extern "C" fn sum_work(data: *mut c_void) {
     let job = &mut *(data as *mut Sum);
     std::thread::sleep(Duration::from_millis(job.delay_ms));
     job.result = (1..=job.n).sum();
+    job.worker = Some(std::thread::current().id());
+}
+
+/// A barrier job: `n` = how many must be inside at once, `delay_ms` = how long
+/// to wait for that; `result` = 1 if they were.
+unsafe extern "C" fn barrier_work(data: *mut c_void) {
+    let job = &mut *(data as *mut Sum);
+    INSIDE.fetch_add(1, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_millis(job.delay_ms);
+    while INSIDE.load(Ordering::SeqCst) < job.n as usize && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    job.result = (INSIDE.load(Ordering::SeqCst) >= job.n as usize) as u64;
+    // Stay inside a little longer so late arrivals also see the full count.
+    std::thread::sleep(Duration::from_millis(50));
+    INSIDE.fetch_sub(1, Ordering::SeqCst);
     job.worker = Some(std::thread::current().id());
 }
 
@@ -57,6 +75,19 @@ lua_fn! {
         let data = new_sum(L);
         let rc = (abi.queue_work)(abi.ctx, L, data, sum_work, sum_after);
         if rc != 0 {
+            drop(Box::from_raw(data as *mut Sum));
+            return Ok(push_fail(L, "queue_work failed"));
+        }
+        Ok(ffi::lua_yield(L, 0))
+    }
+}
+
+lua_fn! {
+    /// `barrier(n, wait_ms)` -> 1 if n jobs were running at the same time (yields)
+    fn l_barrier(L) {
+        let abi = abi_of(L);
+        let data = new_sum(L);
+        if (abi.queue_work)(abi.ctx, L, data, barrier_work, sum_after) != 0 {
             drop(Box::from_raw(data as *mut Sum));
             return Ok(push_fail(L, "queue_work failed"));
         }
@@ -98,8 +129,8 @@ lua_fn! {
     #[no_mangle]
     pub fn luaopen_lunet_testmod(L) {
         let abi = core_abi(L)?;
-        ffi::lua_createtable(L, 0, 4);
-        for (name, f, yields) in [(c"sum", l_sum as ffi::lua_CFunction, true), (c"fire", l_fire, false), (c"fired", l_fired, false), (c"panic", l_panic, false)] {
+        ffi::lua_createtable(L, 0, 5);
+        for (name, f, yields) in [(c"sum", l_sum as ffi::lua_CFunction, true), (c"fire", l_fire, false), (c"fired", l_fired, false), (c"panic", l_panic, false), (c"barrier", l_barrier, true)] {
             ffi::lua_pushlightuserdata(L, abi as *const LunetAbi as *mut c_void);
             ffi::lua_pushcclosure(L, f, 1);
             if yields {

@@ -92,6 +92,7 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
     (*rt).abi.ctx = rt.cast();
     timer::Timers::init(rt);
     ignore_sigpipe();
+    default_pool_size();
 
     ffi::lua_pushlightuserdata(L, rt.cast());
     ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, RUNTIME_KEY.as_ptr());
@@ -115,6 +116,18 @@ unsafe fn ignore_sigpipe() {
     let mut old: libc::sigaction = std::mem::zeroed();
     if libc::sigaction(libc::SIGPIPE, ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_DFL {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// libuv's thread pool (files, name lookups, database statements) has 4
+/// threads unless `UV_THREADPOOL_SIZE` says otherwise, read once at its first
+/// use. Database work blocks a thread per statement, so lunet asks for
+/// [`POOL_THREADS`] when the program has not chosen a size itself.
+pub const POOL_THREADS: &CStr = c"16";
+
+unsafe fn default_pool_size() {
+    if libc::getenv(c"UV_THREADPOOL_SIZE".as_ptr()).is_null() {
+        libc::setenv(c"UV_THREADPOOL_SIZE".as_ptr(), POOL_THREADS.as_ptr(), 0);
     }
 }
 

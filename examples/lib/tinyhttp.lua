@@ -1,0 +1,174 @@
+-- tinyhttp: just enough HTTP/1.1 for the lunet examples.
+--
+-- One coroutine per connection, keep-alive by default, request bodies with
+-- Content-Length, pipelined requests kept in the connection's buffer, and a
+-- clean shutdown on SIGINT/SIGTERM. Not a production server: no chunked
+-- request bodies, no timeouts, minimal validation.
+local lunet = require("lunet")
+local socket = require("lunet.socket")
+local signal = require("lunet.signal")
+
+local M = {}
+
+local MAX_HEAD = 64 * 1024
+local MAX_BODY = 8 * 1024 * 1024
+
+local REASONS = {
+  [200] = "OK", [201] = "Created", [204] = "No Content", [400] = "Bad Request",
+  [404] = "Not Found", [405] = "Method Not Allowed", [413] = "Payload Too Large",
+  [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
+  [501] = "Not Implemented",
+}
+
+---------------------------------------------------------------- JSON
+
+local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
+  ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return escapes[c] or ("\\u%04x"):format(c:byte())
+  end) .. '"'
+end
+
+--- Encodes nil/booleans/numbers/strings/tables (arrays when t[1] ~= nil or
+-- the table is empty and marked with M.array) as JSON.
+function M.json(v)
+  local t = type(v)
+  if t == "nil" then return "null" end
+  if t == "boolean" then return tostring(v) end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%d"):format(v) end
+    return ("%.17g"):format(v)
+  end
+  if t == "string" then return json_string(v) end
+  if t == "table" then
+    local out = {}
+    if v[1] ~= nil or getmetatable(v) == M.array then
+      for i = 1, #v do out[i] = M.json(v[i]) end
+      return "[" .. table.concat(out, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    for i, k in ipairs(keys) do out[i] = json_string(k) .. ":" .. M.json(v[k]) end
+    return "{" .. table.concat(out, ",") .. "}"
+  end
+  error("cannot encode a " .. t .. " as JSON")
+end
+
+--- Metatable marking an (empty) table as a JSON array.
+M.array = {}
+
+---------------------------------------------------------------- requests
+
+-- Reads one request from `conn`, using and updating the leftover `buf`.
+-- Returns req, buf — or nil, status (for a bad request), or nil at EOF.
+local function read_request(conn, buf)
+  local head_end
+  while true do
+    head_end = buf:find("\r\n\r\n", 1, true)
+    if head_end then break end
+    if #buf > MAX_HEAD then return nil, 431 end
+    local data = socket.read(conn)
+    if not data then return nil end
+    buf = buf .. data
+  end
+  local head = buf:sub(1, head_end - 1)
+  buf = buf:sub(head_end + 4)
+
+  local method, target, version = head:match("^(%u+) (%S+) HTTP/(%d%.%d)")
+  if not method then return nil, 400 end
+  local headers = {}
+  for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+    headers[name:lower()] = value
+  end
+  if headers["transfer-encoding"] then return nil, 501 end
+
+  local length = tonumber(headers["content-length"] or "0")
+  if not length or length < 0 then return nil, 400 end
+  if length > MAX_BODY then return nil, 413 end
+  while #buf < length do
+    local data = socket.read(conn)
+    if not data then return nil end
+    buf = buf .. data
+  end
+  local body = buf:sub(1, length)
+  buf = buf:sub(length + 1)
+
+  local path, query = target:match("^([^?]*)%??(.*)$")
+  local conn_hdr = (headers.connection or ""):lower()
+  local keep = (version == "1.1" and conn_hdr ~= "close") or (version == "1.0" and conn_hdr == "keep-alive")
+  return { method = method, path = path, query = query, version = version,
+    headers = headers, body = body, keep_alive = keep }, buf
+end
+
+local function send(conn, status, body, content_type, keep)
+  local head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n")
+    :format(status, REASONS[status] or "Unknown", content_type, #body, keep and "keep-alive" or "close")
+  -- One write per response: the head and body leave in one packet.
+  return socket.write(conn, head .. body)
+end
+
+local function serve_connection(conn, handler)
+  local buf = ""
+  while true do
+    local req, rest = read_request(conn, buf)
+    if not req then
+      if rest then send(conn, rest, M.json({ error = REASONS[rest] }), "application/json", false) end
+      break
+    end
+    buf = rest
+    local ok, status, body, ctype = pcall(handler, req)
+    if not ok then
+      io.stderr:write("handler error: ", tostring(status), "\n")
+      status, body, ctype = 500, M.json({ error = "internal error" }), "application/json"
+    end
+    if type(body) == "table" then body, ctype = M.json(body), "application/json" end
+    if send(conn, status, body or "", ctype or "text/plain; charset=utf-8", req.keep_alive) or not req.keep_alive then
+      break
+    end
+  end
+  socket.close(conn)
+end
+
+--- Serves `handler(req) -> status, body[, content_type]` (a table body is sent
+-- as JSON) on host:port until SIGINT or SIGTERM. Prints the address it
+-- listens on. Call it from the main chunk; it returns at once.
+function M.serve(host, port, handler)
+  local listener = assert(socket.listen("tcp", host, port))
+  local bound_host, bound_port = socket.getsockname(listener)
+  print(("listening on http://%s:%d/"):format(bound_host, bound_port))
+  io.stdout:flush()
+
+  lunet.spawn(function()
+    while true do
+      local conn = socket.accept(listener)
+      if not conn then break end -- listener closed: shutting down
+      lunet.spawn(serve_connection, conn, handler)
+    end
+  end)
+
+  local stopping = false
+  for _, name in ipairs({ "INT", "TERM" }) do
+    lunet.spawn(function()
+      local got = signal.wait(name)
+      if stopping or not got then return end
+      stopping = true
+      print("received SIG" .. got .. ", shutting down")
+      io.stdout:flush()
+      socket.close(listener)
+      -- The wait for the other signal stays armed and would keep the loop
+      -- alive, so leave now (closing the Lua state runs the finalisers).
+      os.exit(0, true)
+    end)
+  end
+end
+
+--- Port from the first script argument or $PORT, else `default`.
+function M.port(default)
+  return tonumber(arg and arg[1] or os.getenv("PORT") or default)
+end
+
+return M

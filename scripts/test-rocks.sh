@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs every rockspec into a temporary tree with Debian's luarocks (Lua 5.1
+# mode, which runs LuaJIT), then checks what a user would do with it:
+# require each module from plain luajit after `luarocks path`, and run a
+# script that uses a driver with the installed lunet-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tree=$(mktemp -d /tmp/lunet-rocks-XXXXXX)
+trap 'rm -rf "$tree"' EXIT
+rocks() { luarocks --lua-version 5.1 --tree "$tree" "$@"; }
+pass=0 fail=0
+ok() { echo "ok   $1"; pass=$((pass+1)); }
+bad() { echo "FAIL $1"; fail=$((fail+1)); }
+
+# The core first: the drivers depend on it.
+specs=(rockspecs/lunet-scm-1.rockspec)
+for s in rockspecs/lunet-*-scm-1.rockspec; do specs+=("$s"); done
+for spec in "${specs[@]}"; do
+  name=$(basename "$spec" -scm-1.rockspec)
+  if rocks make "$spec" >"$tree/build-$name.log" 2>&1; then
+    ok "luarocks make $name"
+  else
+    bad "luarocks make $name"; tail -20 "$tree/build-$name.log" | sed 's/^/    /'
+  fi
+done
+
+# Every module, from plain luajit with the tree's paths, outside the repo.
+# The core's submodules are the luaopen_lunet_* functions lunet.so exports.
+modules=(lunet)
+for sym in $(nm -D --defined-only "$tree/lib/lua/5.1/lunet.so" | grep -o 'luaopen_lunet_[a-z0-9_]*'); do
+  modules+=("lunet.${sym#luaopen_lunet_}")
+done
+for s in "${specs[@]:1}"; do
+  d=$(basename "$s" -scm-1.rockspec); modules+=("lunet.${d#lunet-}")
+done
+for m in "${modules[@]}"; do
+  if out=$(cd / && eval "$(rocks path)" && luajit -e "
+      local m = require('$m')
+      assert(type(m) == 'table', 'module is not a table')
+      assert(package.searchpath('lunet', package.cpath):find('$tree', 1, true), 'not loaded from the tree')
+      print('loaded')" 2>&1) && [ "$out" = loaded ]; then
+    ok "require('$m') from the tree"
+  else
+    bad "require('$m') from the tree: $out"
+  fi
+done
+
+# The installed launcher runs a script that uses a driver.
+script=$(mktemp /tmp/lunet-rock-script-XXXXXX.lua)
+cat >"$script" <<'LUA'
+local lunet = require("lunet")
+local db = require("lunet.sqlite3")
+lunet.spawn(function()
+  local c = assert(db.open())
+  local rows = assert(db.query(c, "SELECT 40 + ? AS answer", 2))
+  print("answer " .. rows[1].answer)
+  db.close(c)
+  __lunet_exit_code = 7
+end)
+LUA
+set +e
+out=$(cd / && "$tree/bin/lunet-run" "$script" 2>&1); rc=$?
+set -e
+rm -f "$script"
+if [ "$rc" -eq 7 ] && [ "$out" = "answer 42" ]; then
+  ok "installed lunet-run runs a script using lunet.sqlite3"
+else
+  bad "installed lunet-run (exit $rc): $out"
+fi
+
+echo "rocks: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
