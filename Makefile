@@ -64,6 +64,9 @@ bench: build
 	build/release/lunet-run bench/udp.lua
 	$(CARGO) build --release -p lunet-sqlite3 --example sqlite3_floor
 	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor build/release/lunet-run bench/sqlite3.lua
+	@scripts/db-up.sh mysql
+	$(CARGO) build --release -p lunet-mysql --example mysql_floor
+	LUNET_MYSQL_FLOOR=target/release/examples/mysql_floor build/release/lunet-run bench/mysql.lua
 
 ## Regenerates the API reference from the annotations in types/.
 docs:

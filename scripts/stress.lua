@@ -4,7 +4,8 @@
 -- (default 100): sleeps of 0 and 1 ms, spawning a child and waiting for it,
 -- thread-pool work through the driver ABI, fs.stat(".") and fs.scandir(".")
 -- on libuv's thread pool, a UDP datagram sent and received on a per-worker
--- socket pair (closed when the worker ends), and errors raised and caught — every
+-- socket pair (closed when the worker ends), SQLite and MySQL statements, and
+-- errors raised and caught — every
 -- call wrapped in pcall, so yields cross pcall boundaries. Prints a summary and
 -- exits non-zero on any failed operation or on a timeout (STRESS_TIMEOUT
 -- seconds, default 300). The tracing build checks the coroutine reference
@@ -24,6 +25,18 @@ package.cpath = dir .. "/test/?.so;" .. package.cpath
 local has_pool, testmod = pcall(require, "lunet_testmod")
 local has_sqlite3, sqlite3 = pcall(require, "lunet.sqlite3")
 local shared_db -- one connection used by every worker, opened by the first that needs it
+-- MySQL: the server in LUNET_DB_* (default the local test server). If it
+-- cannot be reached the MySQL operations become sleeps (the specs are where
+-- an unreachable server fails the run).
+local has_mysql, mysql = pcall(require, "lunet.mysql")
+local mysql_params = {
+  host = os.getenv("LUNET_DB_HOST") or "127.0.0.1",
+  port = tonumber(os.getenv("LUNET_DB_PORT") or "") or 3306,
+  user = os.getenv("LUNET_DB_USER") or "root",
+  password = os.getenv("LUNET_DB_PASS") or "",
+  database = os.getenv("LUNET_DB_NAME") or "test",
+}
+local shared_mysql, mysql_down
 
 local counts, failures, finished = {}, {}, 0
 
@@ -99,6 +112,28 @@ local operations = {
     sqlite3.close(own)
     count("sqlite3")
   end,
+  function()
+    if not has_mysql or mysql_down then return count("sleep(0)") end
+    if not shared_mysql then
+      local c, err = mysql.open(mysql_params)
+      if not c then
+        mysql_down = err
+        return count("sleep(0)")
+      end
+      if shared_mysql then mysql.close(c) else shared_mysql = c end
+      assert(mysql.exec(shared_mysql,
+        "CREATE TEMPORARY TABLE IF NOT EXISTS s(id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(10))"))
+    end
+    local r = assert(mysql.exec(shared_mysql, "INSERT INTO s(v) VALUES (?)", "x"))
+    local rows = assert(mysql.query(shared_mysql, "SELECT v FROM s WHERE id = ?", r.last_insert_id))
+    assert(rows[1].v == "x", "mysql returned the wrong row")
+    -- A connection of its own, opened and closed, errors included.
+    local own = assert(mysql.open(mysql_params))
+    local none, err = mysql.query(own, "SELECT * FROM lunet_stress_missing.t")
+    assert(none == nil and err:find("doesn't exist", 1, true), tostring(err))
+    mysql.close(own)
+    count("mysql")
+  end,
 }
 
 for w = 1, workers do
@@ -130,6 +165,8 @@ end)
 
 lunet.run()
 if shared_db then sqlite3.close(shared_db); lunet.run() end
+if shared_mysql then mysql.close(shared_mysql); lunet.run() end
+if mysql_down then print("stress: MySQL operations skipped, server unreachable: " .. mysql_down) end
 
 local total = 0
 local kinds = {}

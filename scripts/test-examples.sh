@@ -88,5 +88,17 @@ check 03_db_sqlite3_file "$build/lunet-run examples/03_db_sqlite3.lua $dbfile >/
   "users kept from an earlier run: 3" "done"
 rm -f "$dbfile"
 
+# Against the server in LUNET_DB_* (default: the local test server), in a
+# table of its own that it drops again.
+check 04_db_mysql "$build/lunet-run examples/04_db_mysql.lua" \
+  "inserted Miles O'Brien    id=2" "lookup by name with a quote: 1 row, email miles@example.org" \
+  "3 rows updated" "after a rolled-back delete: 4 users" "deleted users without email: 1" \
+  "#2  Miles O'Brien    miles@example.org      age 42" "Table 'missing_table_" \
+  "Duplicate entry 'ada@example.org' for key 'email'" "escaped:	Miles O\\'Brien" "done"
+mysql_left=$(mariadb -h"${LUNET_DB_HOST:-127.0.0.1}" -P"${LUNET_DB_PORT:-3306}" -u"${LUNET_DB_USER:-root}" \
+  ${LUNET_DB_PASS:+-p"$LUNET_DB_PASS"} -N -e "SHOW TABLES LIKE 'example_users_%'" "${LUNET_DB_NAME:-test}" 2>&1 | wc -l)
+if [ "$mysql_left" -eq 0 ]; then echo "ok   04_db_mysql dropped its table"; pass=$((pass+1))
+else echo "FAIL 04_db_mysql left tables behind"; fail=$((fail+1)); fi
+
 echo "examples: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
