@@ -59,6 +59,8 @@ bench: build
 	build/release/lunet-run bench/fs.lua
 	$(CARGO) build --release -p lunet-sqlite3 --example sqlite3_floor
 	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor build/release/lunet-run bench/sqlite3.lua
+	@scripts/deps.sh bench
+	bench/net.sh
 
 clean:
 	$(CARGO) clean
