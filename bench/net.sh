@@ -21,7 +21,8 @@
 #
 # Environment: BUILD (default build/release), BENCH_SECONDS (length of each
 # measured run, default 5), ECHO_CONNS (echo connections, default 8),
-# IDLE_CONNS (default 5000), BENCH_ONLY (http, echo or idle: run just that).
+# BENCH_ROUNDS (repeat the HTTP and echo measurements, default 1), IDLE_CONNS
+# (default 5000), BENCH_ONLY (http, echo or idle: run just that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,7 @@ SECS=${BENCH_SECONDS:-5}
 ECHO_CONNS=${ECHO_CONNS:-8}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 ONLY=${BENCH_ONLY:-}
+ROUNDS=${BENCH_ROUNDS:-1}
 HZ=$(getconf CLK_TCK)
 RUN=$(mktemp -d /tmp/lunet-bench.XXXXXX)
 SERVER_PID=
@@ -151,6 +153,20 @@ syscall_top() { # file units
     END { if (total - listed > 0) printf ", other %.2f", (total - listed) / u }' "$1"
 }
 
+# Every measurement is kept per round (BENCH_ROUNDS, default 1; the servers
+# take turns within a round, so slow phases of a shared machine hit all of
+# them); tables show the median and, with several rounds, the range.
+declare -A V
+add() { V[$1]+="${V[$1]:+ }$2"; }                 # add key value
+med() { tr ' ' '\n' <<<"${V[$1]}" | sort -g | awk '{ a[NR] = $1 }
+  END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+show() { # printf-format key: "median" or "median (min-max)"
+  tr ' ' '\n' <<<"${V[$2]}" | sort -g | awk -v f="$1" '{ a[NR] = $1 }
+    END { m = (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)
+          printf f, m; if (NR > 1) { printf " ("; printf f, a[1]; printf "-"; printf f, a[NR]; printf ")" } }'
+}
+verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=" ? v <= t : v >= t); print (ok ? "met" : "MISSED") }'; }
+
 # ------------------------------------------------------------------ HTTP
 
 wrk_run() { # seconds -> wrk output on stdout
@@ -213,7 +229,7 @@ start_named() {
   esac
 }
 
-declare -A RPS CPU_US SYS P99 RSS SYSTOP
+declare -A SYSTOP
 
 http_bench() {
   local name=$1 t0 t1 reqs
@@ -222,37 +238,46 @@ http_bench() {
   t0=$(cpu_ticks "$SERVER_PID")
   wrk_run "$SECS" >"$RUN/wrk.$name"
   t1=$(cpu_ticks "$SERVER_PID")
-  RSS[$name]=$(rss_kb "$SERVER_PID")
+  add "rss/$name" "$(rss_kb "$SERVER_PID")"
   reqs=$(wrk_requests "$RUN/wrk.$name")
-  RPS[$name]=$(calc "$reqs / $SECS")
-  CPU_US[$name]=$(calc "($t1 - $t0) / $HZ / $reqs * 1e6")
-  P99[$name]=$(wrk_p99_ms "$RUN/wrk.$name")
-  # Second run, for the syscall count only.
+  add "rps/$name" "$(calc "$reqs / $SECS")"
+  add "cpu/$name" "$(calc "($t1 - $t0) / $HZ / $reqs * 1e6")"
+  add "p99/$name" "$(wrk_p99_ms "$RUN/wrk.$name")"
+  # A second run, for the syscall count only.
   count_syscalls "$RUN/sys.$name" wrk_run "$SECS"
   reqs=$(wrk_requests "$RUN/load.out")
-  SYS[$name]=$(calc "$(syscall_total "$RUN/sys.$name") / $reqs")
+  add "sys/$name" "$(calc "$(syscall_total "$RUN/sys.$name") / $reqs")"
   SYSTOP[$name]=$(syscall_top "$RUN/sys.$name" "$reqs")
   stop_server
 }
 
 if [ -z "$ONLY" ] || [ "$ONLY" = http ]; then
   echo
-  echo "== HTTP keep-alive hello world: wrk -t1 -c50 -d${SECS}s (server on CPU 0, wrk on CPU 1), syscalls by $COUNTER"
-  for s in lunet luv nginx; do http_bench "$s"; done
-  printf '%-8s %10s %12s %10s %9s %9s  %s\n' server "req/s" "CPU us/req" "sys/req" "p99 ms" "RSS KiB" "top syscalls per request"
-  for s in lunet luv nginx; do
-    printf '%-8s %10.0f %12.2f %10.2f %9.2f %9d  %s\n' "$s" "${RPS[$s]}" "${CPU_US[$s]}" "${SYS[$s]}" "${P99[$s]}" "${RSS[$s]}" "${SYSTOP[$s]}"
+  echo "== HTTP keep-alive hello world: wrk -t1 -c50 -d${SECS}s, $ROUNDS round(s) (server on CPU 0, wrk on CPU 1), syscalls by $COUNTER"
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for s in lunet luv nginx; do http_bench "$s"; done
+    r=${V[cpu/lunet]##* }
+    add cpu_nginx "$(calc "$r / ${V[cpu/nginx]##* }")"
+    add cpu_luv "$(calc "$r / ${V[cpu/luv]##* }")"
+    r=${V[rps/lunet]##* }
+    add rps_nginx "$(calc "$r / ${V[rps/nginx]##* }")"
+    add rps_luv "$(calc "$r / ${V[rps/luv]##* }")"
   done
-  r_nginx=$(calc "${CPU_US[lunet]} / ${CPU_US[nginx]}")
-  r_luv=$(calc "${CPU_US[lunet]} / ${CPU_US[luv]}")
-  echo "lunet/nginx: req/s $(fmt %.2f "$(calc "${RPS[lunet]} / ${RPS[nginx]}")"), CPU per request $(fmt %.2f "$r_nginx") (target <= 0.95: $(awk -v r="$r_nginx" 'BEGIN { print (r <= 0.95 ? "met" : "MISSED") }'))"
-  echo "lunet/luv:   req/s $(fmt %.2f "$(calc "${RPS[lunet]} / ${RPS[luv]}")"), CPU per request $(fmt %.2f "$r_luv")"
-  echo "lunet syscalls per request: $(fmt %.2f "${SYS[lunet]}") (target <= 2.1: $(awk -v r="${SYS[lunet]}" 'BEGIN { print (r <= 2.1 ? "met" : "MISSED") }'))"
+  printf '%-6s %-22s %-20s %-18s %-20s %-20s\n' server "req/s" "CPU us/request" "syscalls/request" "p99 ms" "RSS KiB"
+  for s in lunet luv nginx; do
+    printf '%-6s %-22s %-20s %-18s %-20s %-20s\n' "$s" "$(show %.0f "rps/$s")" "$(show %.2f "cpu/$s")" \
+      "$(show %.2f "sys/$s")" "$(show %.2f "p99/$s")" "$(show %.0f "rss/$s")"
+  done
+  echo "syscalls per request by kind (last round):"
+  for s in lunet luv nginx; do echo "  $s: ${SYSTOP[$s]}"; done
+  echo "lunet/nginx: req/s $(show %.2f rps_nginx), CPU per request $(show %.2f cpu_nginx) (target <= 0.95: $(verdict "$(med cpu_nginx)" "<=" 0.95))"
+  echo "lunet/luv:   req/s $(show %.2f rps_luv), CPU per request $(show %.2f cpu_luv)"
+  echo "lunet syscalls per request: $(show %.2f sys/lunet) (target <= 2.1: $(verdict "$(med sys/lunet)" "<=" 2.1))"
 fi
 
 # ------------------------------------------------------------------ echo
 
-declare -A MIBS MIBCPU ESYS
+declare -A ESYS
 
 echo_bench() { # server size
   local name=$1 size=$2 t0 t1 bytes key="$1/$2"
@@ -262,27 +287,38 @@ echo_bench() { # server size
   taskset -c 1 .tmp/bench/loadclient echo "$SERVER_PORT" "$size" "$ECHO_CONNS" "$SECS" >"$RUN/echo.out"
   t1=$(cpu_ticks "$SERVER_PID")
   bytes=$(sed -n 's/^bytes=\([0-9]*\).*/\1/p' "$RUN/echo.out")
-  MIBS[$key]=$(calc "$bytes / 1048576 / $SECS")
-  MIBCPU[$key]=$(calc "$bytes / 1048576 / (($t1 - $t0) / $HZ)")
+  add "mibs/$key" "$(calc "$bytes / 1048576 / $SECS")"
+  add "mibcpu/$key" "$(calc "$bytes / 1048576 / (($t1 - $t0) / $HZ)")"
+  # A second run, for the syscall count only.
   count_syscalls "$RUN/esys" taskset -c 1 .tmp/bench/loadclient echo "$SERVER_PORT" "$size" "$ECHO_CONNS" "$SECS"
   bytes=$(sed -n 's/^bytes=\([0-9]*\).*/\1/p' "$RUN/load.out")
-  ESYS[$key]="$(fmt %.1f "$(calc "$(syscall_total "$RUN/esys") / ($bytes / 1048576)")") ($(syscall_top "$RUN/esys" "$(calc "$bytes / 1048576")"))"
+  add "esys/$key" "$(calc "$(syscall_total "$RUN/esys") / ($bytes / 1048576)")"
+  ESYS[$key]=$(syscall_top "$RUN/esys" "$(calc "$bytes / 1048576")")
   stop_server
 }
 
 if [ -z "$ONLY" ] || [ "$ONLY" = echo ]; then
   echo
-  echo "== TCP echo: $ECHO_CONNS connections, one message in flight each, ${SECS}s (server on CPU 0, client on CPU 1)"
-  for size in 8192 65536; do
-    for s in c-echo lunet-echo; do echo_bench "$s" "$size"; done
+  echo "== TCP echo: $ECHO_CONNS connections, one message in flight on each, ${SECS}s, $ROUNDS round(s) (server on CPU 0, client on CPU 1)"
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for size in 8192 65536; do
+      for s in c-echo lunet-echo; do echo_bench "$s" "$size"; done
+      add "ratio/$size" "$(calc "${V[mibcpu/lunet-echo/$size]##* } / ${V[mibcpu/c-echo/$size]##* }")"
+    done
   done
-  printf '%-11s %6s %10s %14s  %s\n' server msg "MiB/s" "MiB/CPU-s" "syscalls per MiB (top)"
+  printf '%-11s %4s %-22s %-22s %-20s\n' server msg "MiB/s" "MiB per CPU-second" "syscalls per MiB"
   for size in 8192 65536; do
     for s in c-echo lunet-echo; do
-      printf '%-11s %5dK %10.1f %14.1f  %s\n' "$s" $((size / 1024)) "${MIBS[$s/$size]}" "${MIBCPU[$s/$size]}" "${ESYS[$s/$size]}"
+      printf '%-11s %3dK %-22s %-22s %-20s\n' "$s" $((size / 1024)) "$(show %.0f "mibs/$s/$size")" \
+        "$(show %.0f "mibcpu/$s/$size")" "$(show %.1f "esys/$s/$size")"
     done
-    r=$(calc "${MIBCPU[lunet-echo/$size]} / ${MIBCPU[c-echo/$size]}")
-    echo "  $((size / 1024)) KiB: lunet/C MiB per CPU-second $(fmt %.2f "$r") (target >= 0.95: $(awk -v r="$r" 'BEGIN { print (r >= 0.95 ? "met" : "MISSED") }'))"
+  done
+  echo "syscalls per MiB by kind (last round):"
+  for size in 8192 65536; do
+    for s in c-echo lunet-echo; do echo "  $s $((size / 1024))K: ${ESYS[$s/$size]}"; done
+  done
+  for size in 8192 65536; do
+    echo "$((size / 1024)) KiB: lunet/C MiB per CPU-second $(show %.2f "ratio/$size") (target >= 0.95: $(verdict "$(med "ratio/$size")" ">=" 0.95))"
   done
 fi
 
