@@ -2,8 +2,14 @@
 -- written straight back, one coroutine per connection.
 --
 --   lunet-run bench/echo_lunet.lua [port]     (0 or nothing = any free port)
+--
+-- ECHO_READ_SIZE=n sets socket.set_read_buffer_size(n) first (for
+-- experiments; bench/net.sh runs it with the default 64 KiB).
 local lunet = require("lunet")
 local socket = require("lunet.socket")
+
+local read_size = tonumber(os.getenv("ECHO_READ_SIZE") or "")
+if read_size then socket.set_read_buffer_size(read_size) end
 
 local read, write = socket.read, socket.write
 
