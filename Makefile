@@ -67,6 +67,8 @@ bench: build
 	@scripts/db-up.sh mysql
 	$(CARGO) build --release -p lunet-mysql --example mysql_floor
 	LUNET_MYSQL_FLOOR=target/release/examples/mysql_floor build/release/lunet-run bench/mysql.lua
+	@scripts/deps.sh bench
+	bench/net.sh
 
 ## Regenerates the API reference from the annotations in types/.
 docs:

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lunet needs to build and test, if any are missing.
-# Usage: scripts/deps.sh [build|test]   (test = build + runtime/test tools + DB servers)
+# Usage: scripts/deps.sh [build|test|bench]
+#   test  = build + runtime/test tools + DB servers
+#   bench = build + what bench/net.sh compares against and measures with
 set -euo pipefail
 
 want=(pkg-config libclang-dev clang build-essential binutils luajit libluajit-5.1-dev
       libsqlite3-dev libmariadb-dev libpq-dev)
 if [ "${1:-build}" = test ]; then
   want+=(lua-busted lua-luv luarocks curl mariadb-server mariadb-client postgresql postgresql-client)
+fi
+if [ "${1:-build}" = bench ]; then
+  want+=(wrk lua-luv nginx strace linux-perf)
 fi
 
 missing=()
@@ -22,4 +27,17 @@ SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The benchmark starts nginx itself on 127.0.0.1 with its own configuration;
+# the package must not start the system service (port 80) when it installs.
+# Unless the machine has a policy-rc.d of its own, one that refuses every
+# start is put in place for the duration of that install.
+policy=
+if [ "${1:-build}" = bench ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+fi
+rc=0
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+[ -n "$policy" ] && $SUDO rm -f "$policy"
+exit $rc

@@ -1,0 +1,65 @@
+-- The lunet side of the HTTP keep-alive benchmark (bench/net.sh).
+--
+--   lunet-run bench/http_lunet.lua [port]     (0 or nothing = any free port)
+--
+-- Deliberately minimal: one coroutine per connection, every complete request
+-- head ("\r\n\r\n") is answered with the same fixed response the luv and nginx
+-- servers send, one socket.write per batch of requests read together.
+-- SIGUSR1 prints the Lua heap after a full collection (used by the
+-- idle-connection memory measurement); SIGTERM exits.
+local lunet = require("lunet")
+local socket = require("lunet.socket")
+local signal = require("lunet.signal")
+
+local BODY = "Hello, World!"
+local RESPONSE = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+  .. #BODY .. "\r\n\r\n" .. BODY
+
+local read, write, close = socket.read, socket.write, socket.close
+local find, sub, rep = string.find, string.sub, string.rep
+
+local function serve(conn)
+  local rest = ""
+  while true do
+    local data = read(conn)
+    if not data then break end
+    if rest ~= "" then data = rest .. data end
+    local count, pos = 0, 1
+    while true do
+      local e = find(data, "\r\n\r\n", pos, true)
+      if not e then break end
+      count, pos = count + 1, e + 4
+    end
+    rest = sub(data, pos)
+    if count > 0 then
+      if write(conn, count == 1 and RESPONSE or rep(RESPONSE, count)) then break end
+    end
+  end
+  close(conn)
+end
+
+local listener = assert(socket.listen("tcp", "127.0.0.1", tonumber(arg[1]) or 0))
+local _, port = socket.getsockname(listener)
+print("listening on 127.0.0.1:" .. port)
+io.stdout:flush()
+
+lunet.spawn(function()
+  while true do
+    local conn = socket.accept(listener)
+    if not conn then break end
+    lunet.spawn(serve, conn)
+  end
+end)
+
+lunet.spawn(function()
+  while signal.wait("USR1") do
+    collectgarbage("collect")
+    print(("lua heap KiB %.1f"):format(collectgarbage("count")))
+    io.stdout:flush()
+  end
+end)
+
+lunet.spawn(function()
+  signal.wait("TERM")
+  os.exit(0, true)
+end)
