@@ -1,0 +1,584 @@
+//! One libpq connection: connecting, running statements and scripts, reading
+//! results, the per-connection cache of prepared statements, and the honest
+//! record of a connection that broke.
+//!
+//! Runs only on thread-pool threads, one call at a time per connection (the
+//! caller holds the connection's lock), so libpq is never used by two
+//! threads at once.
+
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use lunet_db::{count_mismatch, Exec, Param, Rows, Value};
+use pq_sys::*;
+
+use crate::decode::{decode, kind_of, Kind};
+use crate::params::{count_placeholders, declared_type, encode, MAX_PARAMS};
+
+/// Prepared statements kept per connection (by SQL text and declared types).
+const STATEMENT_CACHE: usize = 128;
+
+/// A failed command: libpq's full message and the SQLSTATE, if the server sent one.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    sqlstate: [u8; 5],
+}
+
+impl Failure {
+    fn new(message: String) -> Failure {
+        Failure { message, sqlstate: [0; 5] }
+    }
+}
+
+/// One result, cleared when dropped.
+struct Res(NonNull<PGresult>);
+
+impl Res {
+    fn ptr(&self) -> *mut PGresult {
+        self.0.as_ptr()
+    }
+
+    fn status(&self) -> ExecStatusType {
+        unsafe { PQresultStatus(self.ptr()) }
+    }
+
+    fn failure(&self, conn: *mut PGconn) -> Failure {
+        let text = unsafe { cstr_text(PQresultErrorMessage(self.ptr())) };
+        let message = if text.is_empty() { unsafe { cstr_text(PQerrorMessage(conn)) } } else { text };
+        let mut sqlstate = [0u8; 5];
+        let code = unsafe { PQresultErrorField(self.ptr(), b'C' as c_int) };
+        if !code.is_null() {
+            let code = unsafe { CStr::from_ptr(code) }.to_bytes();
+            if code.len() == 5 {
+                sqlstate.copy_from_slice(code);
+            }
+        }
+        Failure { message, sqlstate }
+    }
+
+    /// The count in the command tag (`INSERT 0 3` → 3), 0 if it has none.
+    fn affected(&self) -> u64 {
+        let p = unsafe { PQcmdTuples(self.ptr()) };
+        if p.is_null() {
+            return 0;
+        }
+        std::str::from_utf8(unsafe { CStr::from_ptr(p) }.to_bytes()).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+    }
+
+    fn tag(&self) -> &[u8] {
+        let p = unsafe { PQcmdStatus(self.ptr()) };
+        if p.is_null() {
+            return b"";
+        }
+        unsafe { CStr::from_ptr(p) }.to_bytes()
+    }
+
+    fn field(&self, row: c_int, col: c_int) -> Option<&[u8]> {
+        unsafe {
+            if PQgetisnull(self.ptr(), row, col) != 0 {
+                return None;
+            }
+            let p = PQgetvalue(self.ptr(), row, col);
+            let len = PQgetlength(self.ptr(), row, col).max(0) as usize;
+            Some(if p.is_null() { &[] } else { std::slice::from_raw_parts(p.cast::<u8>(), len) })
+        }
+    }
+
+    /// Every row, each value typed by its column.
+    fn rows(&self) -> Rows {
+        let (nrows, ncols) = unsafe { (PQntuples(self.ptr()), PQnfields(self.ptr())) };
+        let mut columns = Vec::with_capacity(ncols.max(0) as usize);
+        let mut kinds = Vec::with_capacity(ncols.max(0) as usize);
+        for c in 0..ncols {
+            let name = unsafe { PQfname(self.ptr(), c) };
+            columns.push(if name.is_null() {
+                format!("column{}", c + 1).into_bytes()
+            } else {
+                unsafe { CStr::from_ptr(name) }.to_bytes().to_vec()
+            });
+            kinds.push(kind_of(unsafe { PQftype(self.ptr(), c) }));
+        }
+        let mut rows = Rows::new(columns);
+        for r in 0..nrows {
+            for (c, kind) in kinds.iter().enumerate() {
+                rows.push(match self.field(r, c as c_int) {
+                    None => Value::Null,
+                    Some(text) => decode(*kind, text),
+                });
+            }
+        }
+        rows
+    }
+
+    /// `INSERT ... RETURNING id`: the integer in the first column of the
+    /// last row, if the result has one.
+    fn returned_id(&self) -> Option<i64> {
+        unsafe {
+            let n = PQntuples(self.ptr());
+            if n == 0 || PQnfields(self.ptr()) == 0 || kind_of(PQftype(self.ptr(), 0)) != Kind::Int {
+                return None;
+            }
+            match decode(Kind::Int, self.field(n - 1, 0)?) {
+                Value::Int(id) => Some(id),
+                _ => None,
+            }
+        }
+    }
+}
+
+impl Drop for Res {
+    fn drop(&mut self) {
+        unsafe { PQclear(self.ptr()) }
+    }
+}
+
+/// libpq's text, without the trailing newline it ends messages with.
+unsafe fn cstr_text(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    String::from_utf8_lossy(CStr::from_ptr(p).to_bytes()).trim_end().to_string()
+}
+
+/// Notices (`NOTICE: table "x" does not exist, skipping`) are dropped
+/// instead of being printed on stderr by libpq.
+unsafe extern "C" fn ignore_notice(_: *mut c_void, _: *const PGresult) {}
+
+/// A statement prepared on the server under `name`.
+struct Stmt {
+    name: CString,
+    /// The parameter types the server settled on (asked only when a string
+    /// is bound, to find out whether it goes to a bytea).
+    types: Option<Vec<Oid>>,
+}
+
+struct Slot {
+    declared: Vec<Oid>,
+    stmt: Arc<Stmt>,
+    used: u64,
+}
+
+/// Prepared statements by SQL text, then by declared parameter types.
+#[derive(Default)]
+struct Cache {
+    map: HashMap<Vec<u8>, Vec<Slot>>,
+    len: usize,
+    clock: u64,
+    next_name: u64,
+}
+
+impl Cache {
+    fn get(&mut self, sql: &[u8], declared: &[Oid]) -> Option<Arc<Stmt>> {
+        self.clock += 1;
+        let slot = self.map.get_mut(sql)?.iter_mut().find(|s| s.declared == declared)?;
+        slot.used = self.clock;
+        Some(slot.stmt.clone())
+    }
+
+    fn put(&mut self, sql: &[u8], declared: &[Oid], stmt: Arc<Stmt>) {
+        self.clock += 1;
+        let slots = self.map.entry(sql.to_vec()).or_default();
+        match slots.iter_mut().find(|s| s.declared == declared) {
+            Some(s) => {
+                s.stmt = stmt;
+                s.used = self.clock;
+            }
+            None => {
+                slots.push(Slot { declared: declared.to_vec(), stmt, used: self.clock });
+                self.len += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, sql: &[u8], declared: &[Oid]) -> Option<Arc<Stmt>> {
+        let slots = self.map.get_mut(sql)?;
+        let i = slots.iter().position(|s| s.declared == declared)?;
+        let slot = slots.swap_remove(i);
+        if slots.is_empty() {
+            self.map.remove(sql);
+        }
+        self.len -= 1;
+        Some(slot.stmt)
+    }
+
+    /// Removes the least recently used statement.
+    fn evict(&mut self) -> Option<Arc<Stmt>> {
+        let (sql, declared) = self
+            .map
+            .iter()
+            .flat_map(|(sql, slots)| slots.iter().map(move |s| (s.used, sql, &s.declared)))
+            .min_by_key(|(used, _, _)| *used)
+            .map(|(_, sql, declared)| (sql.clone(), declared.clone()))?;
+        self.remove(&sql, &declared)
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.len = 0;
+    }
+
+    fn new_name(&mut self) -> CString {
+        self.next_name += 1;
+        CString::new(format!("lunet_stmt_{}", self.next_name)).expect("no NUL in a generated name")
+    }
+}
+
+/// A connection to a PostgreSQL server.
+pub struct Pg {
+    raw: NonNull<PGconn>,
+    /// Set when the connection to the server was lost: the first error.
+    /// Later calls fail at once with it; the connection is not reset behind
+    /// the caller's back (that would silently lose its session state).
+    broken: Option<String>,
+    cache: Cache,
+}
+
+// SAFETY: a libpq connection may move between threads as long as only one
+// uses it at a time, which the per-connection lock of lunet-db guarantees.
+unsafe impl Send for Pg {}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        unsafe { PQfinish(self.raw.as_ptr()) }
+    }
+}
+
+/// A connection parameter: the name the Lua table used, libpq's keyword, the value.
+pub type Setting = (&'static str, &'static CStr, Vec<u8>);
+
+impl Pg {
+    /// Connects with `settings` passed as keyword/value arrays (never
+    /// through a connection string, so no character in a value can change
+    /// the meaning of another).
+    pub fn connect(settings: &[Setting]) -> Result<Pg, String> {
+        let mut values = Vec::with_capacity(settings.len());
+        for (field, _, v) in settings {
+            values.push(
+                CString::new(v.clone())
+                    .map_err(|_| format!("postgres.open: field '{field}' contains a NUL byte"))?,
+            );
+        }
+        let mut kp: Vec<*const std::ffi::c_char> = settings.iter().map(|(_, k, _)| k.as_ptr()).collect();
+        let mut vp: Vec<*const std::ffi::c_char> = values.iter().map(|v| v.as_ptr()).collect();
+        kp.push(std::ptr::null());
+        vp.push(std::ptr::null());
+        // expand_dbname = 0: the database name is only ever a name.
+        let raw = unsafe { PQconnectdbParams(kp.as_ptr(), vp.as_ptr(), 0) };
+        let raw = NonNull::new(raw).ok_or("postgres.open: out of memory")?;
+        let mut pg = Pg { raw, broken: None, cache: Cache::default() };
+        if unsafe { PQstatus(raw.as_ptr()) } != ConnStatusType::CONNECTION_OK {
+            return Err(pg.conn_error()); // `pg` drops: PQfinish
+        }
+        unsafe { PQsetNoticeReceiver(raw.as_ptr(), Some(ignore_notice), std::ptr::null_mut()) };
+        // Floats in results are read from their text form: make sure the
+        // server prints every digit needed to read them back exactly, even
+        // if its configuration lowered extra_float_digits.
+        pg.internal(c"SET extra_float_digits = 3").map_err(|f| f.message)?;
+        Ok(pg)
+    }
+
+    fn conn(&self) -> *mut PGconn {
+        self.raw.as_ptr()
+    }
+
+    fn conn_error(&self) -> String {
+        let msg = unsafe { cstr_text(PQerrorMessage(self.conn())) };
+        if msg.is_empty() {
+            "postgres: unknown libpq error".into()
+        } else {
+            msg
+        }
+    }
+
+    fn idle(&self) -> bool {
+        unsafe { PQtransactionStatus(self.conn()) == PGTransactionStatusType::PQTRANS_IDLE }
+    }
+
+    fn usable(&self) -> Result<(), String> {
+        match &self.broken {
+            Some(why) => Err(format!("connection is broken: {why}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads every result of the command just sent (`sent`: what the
+    /// `PQsend*` call returned), until libpq has none left, so the
+    /// connection is ready for the next command whatever happened. `each`
+    /// sees the successful results up to the first error, which is returned.
+    /// With `watch`, a user's `DEALLOCATE` or `DISCARD ALL` drops the cache.
+    fn collect(&mut self, sent: c_int, watch: bool, mut each: impl FnMut(&Res)) -> Result<(), Failure> {
+        let conn = self.conn();
+        let mut failure = if sent == 0 { Some(Failure::new(self.conn_error())) } else { None };
+        let mut stale = false;
+        if sent != 0 {
+            loop {
+                let Some(res) = NonNull::new(unsafe { PQgetResult(conn) }).map(Res) else { break };
+                use ExecStatusType::*;
+                match res.status() {
+                    PGRES_COMMAND_OK | PGRES_TUPLES_OK | PGRES_EMPTY_QUERY | PGRES_SINGLE_TUPLE => {
+                        if watch && (res.tag().starts_with(b"DEALLOCATE") || res.tag() == b"DISCARD ALL") {
+                            stale = true;
+                        }
+                        if failure.is_none() {
+                            each(&res);
+                        }
+                    }
+                    PGRES_COPY_IN => {
+                        // Ends the copy; the server then reports the COPY as failed.
+                        unsafe { PQputCopyEnd(conn, c"lunet.postgres does not support COPY FROM STDIN".as_ptr()) };
+                    }
+                    PGRES_COPY_OUT => {
+                        drain_copy_out(conn);
+                        failure.get_or_insert_with(|| {
+                            Failure::new("lunet.postgres does not support COPY TO STDOUT".into())
+                        });
+                    }
+                    PGRES_COPY_BOTH => {
+                        // Only replication connections get here, and we never ask for one.
+                        failure.get_or_insert_with(|| Failure::new("lunet.postgres does not support COPY BOTH".into()));
+                        self.broken.get_or_insert_with(|| "the server started a replication stream".into());
+                        break;
+                    }
+                    PGRES_NONFATAL_ERROR => {}
+                    _ => {
+                        let f = res.failure(conn);
+                        failure.get_or_insert(f);
+                    }
+                }
+                if unsafe { PQstatus(conn) } == ConnStatusType::CONNECTION_BAD {
+                    // No more results can come; libpq may still hand out the error once.
+                    while let Some(r) = NonNull::new(unsafe { PQgetResult(conn) }).map(Res) {
+                        if failure.is_none() && r.status() == PGRES_FATAL_ERROR {
+                            failure = Some(r.failure(conn));
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        if stale {
+            self.cache.clear();
+        }
+        if unsafe { PQstatus(conn) } == ConnStatusType::CONNECTION_BAD {
+            let f = failure.get_or_insert_with(|| Failure::new(self.conn_error()));
+            self.broken.get_or_insert_with(|| f.message.clone());
+        }
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a statement of our own (no parameters, results ignored).
+    fn internal(&mut self, sql: &CStr) -> Result<(), Failure> {
+        let sent = unsafe { PQsendQuery(self.conn(), sql.as_ptr()) };
+        self.collect(sent, false, |_| {})
+    }
+
+    /// The parameter types of a prepared statement, as the server settled them.
+    fn describe(&mut self, name: &CStr) -> Result<Vec<Oid>, Failure> {
+        let sent = unsafe { PQsendDescribePrepared(self.conn(), name.as_ptr()) };
+        let mut types = Vec::new();
+        self.collect(sent, false, |res| unsafe {
+            let n = PQnparams(res.ptr());
+            types = (0..n).map(|i| PQparamtype(res.ptr(), i)).collect();
+        })?;
+        Ok(types)
+    }
+
+    /// Frees a statement on the server. In a failed transaction the server
+    /// would refuse, so the statement is left there (it goes with the session).
+    fn deallocate(&mut self, stmt: &Stmt) {
+        if unsafe { PQtransactionStatus(self.conn()) } == PGTransactionStatusType::PQTRANS_INERROR {
+            return;
+        }
+        let sql = format!("DEALLOCATE \"{}\"", stmt.name.to_string_lossy());
+        if let Ok(sql) = CString::new(sql) {
+            let _ = self.internal(&sql);
+        }
+    }
+
+    /// The prepared statement for `sql` with these declared types, preparing
+    /// (and describing, with `want_types`) it on a cache miss.
+    fn prepared(&mut self, csql: &CStr, sql: &[u8], declared: &[Oid], want_types: bool) -> Result<Arc<Stmt>, Failure> {
+        if let Some(stmt) = self.cache.get(sql, declared) {
+            if !want_types || stmt.types.is_some() {
+                return Ok(stmt);
+            }
+            let types = self.describe(&stmt.name)?;
+            let stmt = Arc::new(Stmt { name: stmt.name.clone(), types: Some(types) });
+            self.cache.put(sql, declared, stmt.clone());
+            return Ok(stmt);
+        }
+        if self.cache.len >= STATEMENT_CACHE {
+            if let Some(old) = self.cache.evict() {
+                self.deallocate(&old);
+            }
+        }
+        let name = self.cache.new_name();
+        let sent = unsafe {
+            PQsendPrepare(self.conn(), name.as_ptr(), csql.as_ptr(), declared.len() as c_int, declared.as_ptr())
+        };
+        self.collect(sent, false, |_| {})?;
+        let types = if want_types {
+            match self.describe(&name) {
+                Ok(t) => Some(t),
+                Err(f) => {
+                    self.deallocate(&Stmt { name, types: None });
+                    return Err(f);
+                }
+            }
+        } else {
+            None
+        };
+        let stmt = Arc::new(Stmt { name, types });
+        self.cache.put(sql, declared, stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Runs one statement through the extended protocol: parameters bound
+    /// natively, at most one statement. `each` sees its result.
+    fn statement(&mut self, sql: &[u8], params: &[Param], mut each: impl FnMut(&Res)) -> Result<(), String> {
+        self.usable()?;
+        let csql = sql_text(sql)?;
+        if params.is_empty() {
+            let sent = unsafe {
+                PQsendQueryParams(
+                    self.conn(),
+                    csql.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            return self.collect(sent, true, each).map_err(|f| explain(f, sql, 0));
+        }
+        let expected = count_placeholders(sql);
+        if expected != params.len() {
+            return Err(count_mismatch(expected, params.len()));
+        }
+        if params.len() > MAX_PARAMS {
+            return Err(format!("too many parameters: PostgreSQL takes at most {MAX_PARAMS}"));
+        }
+        let declared: Vec<Oid> = params.iter().map(declared_type).collect();
+        let want_types = params.iter().any(|p| matches!(p, Param::Bytes(_)));
+        let mut retried = false;
+        loop {
+            let stmt = self.prepared(&csql, sql, &declared, want_types).map_err(|f| explain(f, sql, params.len()))?;
+            if let Some(types) = &stmt.types {
+                if types.len() != params.len() {
+                    return Err(count_mismatch(types.len(), params.len()));
+                }
+            }
+            let enc = encode(params, stmt.types.as_deref())?;
+            let sent = unsafe {
+                PQsendQueryPrepared(
+                    self.conn(),
+                    stmt.name.as_ptr(),
+                    params.len() as c_int,
+                    enc.values.as_ptr(),
+                    enc.lengths.as_ptr(),
+                    enc.formats.as_ptr(),
+                    0,
+                )
+            };
+            let f = match self.collect(sent, true, &mut each) {
+                Ok(()) => return Ok(()),
+                Err(f) => f,
+            };
+            // Our cached statement can go stale: dropped by the user
+            // (DEALLOCATE ALL), or its result columns changed by DDL. Such a
+            // failure happens before anything ran, so outside a transaction
+            // block it is retried once with a freshly prepared statement.
+            let gone = &f.sqlstate == b"26000";
+            let replanned = &f.sqlstate == b"0A000" && f.message.contains("cached plan must not change result type");
+            if gone {
+                self.cache.clear();
+            } else if replanned {
+                if let Some(old) = self.cache.remove(sql, &declared) {
+                    self.deallocate(&old);
+                }
+            }
+            if (gone || replanned) && !retried && self.broken.is_none() && self.idle() {
+                retried = true;
+                continue;
+            }
+            return Err(explain(f, sql, params.len()));
+        }
+    }
+
+    /// `query`: the rows of one statement.
+    pub fn query(&mut self, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
+        let mut rows = None;
+        self.statement(sql, params, |res| {
+            if res.status() == ExecStatusType::PGRES_TUPLES_OK {
+                rows = Some(res.rows());
+            }
+        })?;
+        Ok(rows.unwrap_or_default())
+    }
+
+    /// `exec`: one statement with parameters, or a script without.
+    pub fn exec(&mut self, sql: &[u8], params: &[Param]) -> Result<Exec, String> {
+        let mut out = Exec::default();
+        let mut count = |res: &Res| {
+            out.affected_rows += res.affected();
+            if let Some(id) = res.returned_id() {
+                out.last_insert_id = id;
+            }
+        };
+        if params.is_empty() {
+            self.script(sql, &mut count)?;
+        } else {
+            self.statement(sql, params, &mut count)?;
+        }
+        Ok(out)
+    }
+
+    /// Runs every statement of `sql` (the simple query protocol).
+    fn script(&mut self, sql: &[u8], each: impl FnMut(&Res)) -> Result<(), String> {
+        self.usable()?;
+        let csql = sql_text(sql)?;
+        let sent = unsafe { PQsendQuery(self.conn(), csql.as_ptr()) };
+        self.collect(sent, true, each).map_err(|f| explain(f, sql, 0))
+    }
+}
+
+/// Reads and drops the data of a `COPY ... TO STDOUT`.
+fn drain_copy_out(conn: *mut PGconn) {
+    loop {
+        let mut buf = std::ptr::null_mut();
+        let n = unsafe { PQgetCopyData(conn, &mut buf, 0) };
+        if !buf.is_null() {
+            unsafe { PQfreemem(buf.cast()) };
+        }
+        if n < 0 {
+            return;
+        }
+    }
+}
+
+/// The message for a failure; a statement that uses `$n` without being
+/// given parameters is reported as the count mismatch it is (the server
+/// says "there is no parameter $1" in a script, and "bind message supplies
+/// 0 parameters" for a single statement).
+fn explain(f: Failure, sql: &[u8], given: usize) -> String {
+    let undefined = &f.sqlstate == b"42P02" && f.message.contains("there is no parameter $");
+    let unbound = &f.sqlstate == b"08P01" && f.message.contains("bind message supplies 0 parameters");
+    if given == 0 && (undefined || unbound) {
+        return count_mismatch(count_placeholders(sql).max(1), 0);
+    }
+    f.message
+}
+
+/// The SQL as a C string. libpq would stop at a NUL byte and run only the
+/// part before it, so one is refused.
+fn sql_text(sql: &[u8]) -> Result<CString, String> {
+    CString::new(sql).map_err(|_| "SQL text contains a NUL byte (pass binary data as a parameter)".to_string())
+}
