@@ -92,6 +92,49 @@ pub struct Exec {
     pub last_insert_id: i64,
 }
 
+/// Which function a queued statement came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementKind {
+    /// `query`: wants the rows.
+    Query,
+    /// `exec`: wants what changed (and may be a script when it has no parameters).
+    Exec,
+}
+
+/// What a statement produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Rows(Rows),
+    Exec(Exec),
+}
+
+/// One statement of a batch handed to [`crate::Driver::batch`]: what to run,
+/// and where the driver puts its outcome.
+#[derive(Debug)]
+pub struct Statement<'a> {
+    pub kind: StatementKind,
+    pub sql: &'a [u8],
+    pub params: &'a [Param],
+    /// Set by the driver: `Rows` for a query, `Exec` for an exec, or the
+    /// error. Left `None`, the statement is reported as not run.
+    pub outcome: Option<Result<Output, String>>,
+}
+
+impl<'a> Statement<'a> {
+    pub fn new(kind: StatementKind, sql: &'a [u8], params: &'a [Param]) -> Statement<'a> {
+        Statement { kind, sql, params, outcome: None }
+    }
+
+    /// Runs the statement alone through [`crate::Driver::query`] or
+    /// [`crate::Driver::exec`], as if it had not been batched.
+    pub fn run_alone<D: crate::Driver>(&self, conn: &mut D::Conn) -> Result<Output, String> {
+        match self.kind {
+            StatementKind::Query => D::query(conn, self.sql, self.params).map(Output::Rows),
+            StatementKind::Exec => D::exec(conn, self.sql, self.params).map(Output::Exec),
+        }
+    }
+}
+
 /// The one wording of a parameter count mismatch, for every driver.
 pub fn count_mismatch(expected: usize, given: usize) -> String {
     format!(
