@@ -712,6 +712,63 @@ describe("lunet.postgres", function()
       for i = 1, 100 do assert.same({ v = i * 2, s = "co" .. i }, results[i]) end
     end)
 
+    it("keeps each statement's own outcome when many wait on one connection (pipelined)", function()
+      local results = {}
+      H.run(function()
+        local c = connect()
+        assert(c:exec("CREATE TABLE piped(k int PRIMARY KEY, b bytea)"))
+        -- Prepare the statements once, so that later ones go out in pipelines.
+        assert(c:query("SELECT 10 / $1::int AS v", 1))
+        assert(c:exec("INSERT INTO piped VALUES ($1, $2)", 0, "\0"))
+        assert(c:query("SELECT b FROM piped WHERE k = $1", 0))
+        local done = 0
+        for i = 1, 200 do
+          lunet.spawn(function()
+            local kind = i % 4
+            if kind == 0 then
+              results[i] = { c:query("SELECT 10 / $1::int AS v", i % 8) } -- i % 8 == 0: division by zero
+            elseif kind == 1 then
+              results[i] = { c:exec("INSERT INTO piped VALUES ($1, $2)", i, "x\0" .. i) }
+            elseif kind == 2 then
+              results[i] = { c:exec("INSERT INTO piped VALUES ($1, $2)", -1, "dup") } -- all but the first fail
+            else
+              results[i] = { c:query("SELECT $1::text AS t", i % 20 == 3 and "nul\0" or "ok") }
+            end
+            done = done + 1
+          end)
+        end
+        assert.is_true(eventually(function() return done == 200 end, 20000))
+        for i = 1, 200, 4 do
+          local row = one(c, "SELECT b FROM piped WHERE k = $1", i)
+          assert.equal("x\0" .. i, row.b)
+        end
+        c:close()
+      end, 30000)
+      local dup_ok = 0
+      for i = 1, 200 do
+        local r, err = results[i][1], results[i][2]
+        local kind = i % 4
+        if kind == 0 then
+          if i % 8 == 0 then
+            assert.is_nil(r)
+            assert.matches("division by zero", err, 1, true)
+          else
+            assert.same({ { v = math.floor(10 / (i % 8)) } }, r)
+          end
+        elseif kind == 1 then
+          assert.same({ affected_rows = 1, last_insert_id = 0 }, r)
+        elseif kind == 2 then
+          if r then dup_ok = dup_ok + 1 else assert.matches("duplicate key value", err, 1, true) end
+        elseif i % 20 == 3 then
+          assert.is_nil(r)
+          assert.matches("contains a NUL byte", err, 1, true)
+        else
+          assert.same({ { t = "ok" } }, r)
+        end
+      end
+      assert.equal(1, dup_ok)
+    end)
+
     it("runs 8 connections in parallel", function()
       local spans, answers = {}, {}
       for i = 1, 8 do answers[i] = {} end

@@ -11,7 +11,7 @@ use std::ffi::{c_int, c_void, CStr, CString};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use lunet_db::{count_mismatch, Exec, Param, Rows, Value};
+use lunet_db::{count_mismatch, Exec, Output, Param, Rows, Statement, StatementKind, Value};
 use pq_sys::*;
 
 use crate::decode::{decode, kind_of, Kind};
@@ -226,6 +226,74 @@ impl Cache {
     }
 }
 
+/// Most statements in one pipeline.
+const PIPELINE_MAX: usize = 64;
+
+/// Most parameter bytes sent in one pipeline before its results are read.
+/// libpq runs in blocking mode here, and a pipeline that filled both socket
+/// buffers while the server blocked on sending results would deadlock.
+const PIPELINE_BYTES: usize = 64 * 1024;
+
+/// A statement of a batch that can be pipelined.
+struct Ready {
+    index: usize,
+    stmt: Arc<Stmt>,
+    declared: Vec<Oid>,
+    bytes: usize,
+}
+
+/// Gathers what a statement's results mean for `query` or `exec`.
+#[derive(Default)]
+struct Acc {
+    rows: Option<Rows>,
+    exec: Exec,
+}
+
+impl Acc {
+    fn absorb(&mut self, kind: StatementKind, res: &Res) {
+        match kind {
+            StatementKind::Query => {
+                if res.status() == ExecStatusType::PGRES_TUPLES_OK {
+                    self.rows = Some(res.rows());
+                }
+            }
+            StatementKind::Exec => {
+                self.exec.affected_rows += res.affected();
+                if let Some(id) = res.returned_id() {
+                    self.exec.last_insert_id = id;
+                }
+            }
+        }
+    }
+
+    fn output(self, kind: StatementKind) -> Output {
+        match kind {
+            StatementKind::Query => Output::Rows(self.rows.unwrap_or_default()),
+            StatementKind::Exec => Output::Exec(self.exec),
+        }
+    }
+}
+
+/// Why a cached prepared statement failed without running.
+#[derive(Clone, Copy, Debug)]
+enum Stale {
+    /// It no longer exists on the server (the user ran DEALLOCATE ALL or
+    /// DISCARD ALL in a way we did not see).
+    Gone,
+    /// DDL changed the columns it returns.
+    Replanned,
+}
+
+fn staleness(f: &Failure) -> Option<Stale> {
+    if &f.sqlstate == b"26000" {
+        Some(Stale::Gone)
+    } else if &f.sqlstate == b"0A000" && f.message.contains("cached plan must not change result type") {
+        Some(Stale::Replanned)
+    } else {
+        None
+    }
+}
+
 /// A connection to a PostgreSQL server.
 pub struct Pg {
     raw: NonNull<PGconn>,
@@ -342,7 +410,7 @@ impl Pg {
                         self.broken.get_or_insert_with(|| "the server started a replication stream".into());
                         break;
                     }
-                    PGRES_NONFATAL_ERROR => {}
+                    PGRES_NONFATAL_ERROR | PGRES_PIPELINE_SYNC => {}
                     _ => {
                         let f = res.failure(conn);
                         failure.get_or_insert(f);
@@ -492,20 +560,11 @@ impl Pg {
                 Ok(()) => return Ok(()),
                 Err(f) => f,
             };
-            // Our cached statement can go stale: dropped by the user
-            // (DEALLOCATE ALL), or its result columns changed by DDL. Such a
-            // failure happens before anything ran, so outside a transaction
-            // block it is retried once with a freshly prepared statement.
-            let gone = &f.sqlstate == b"26000";
-            let replanned = &f.sqlstate == b"0A000" && f.message.contains("cached plan must not change result type");
-            if gone {
-                self.cache.clear();
-            } else if replanned {
-                if let Some(old) = self.cache.remove(sql, &declared) {
-                    self.deallocate(&old);
-                }
+            let stale = staleness(&f);
+            if let Some(stale) = stale {
+                self.invalidate(stale, sql, &declared);
             }
-            if (gone || replanned) && !retried && self.broken.is_none() && self.idle() {
+            if stale.is_some() && !retried && self.broken.is_none() && self.idle() {
                 retried = true;
                 continue;
             }
@@ -513,32 +572,208 @@ impl Pg {
         }
     }
 
+    /// Forgets a cached statement that went stale (see [`staleness`]).
+    fn invalidate(&mut self, stale: Stale, sql: &[u8], declared: &[Oid]) {
+        match stale {
+            Stale::Gone => self.cache.clear(),
+            Stale::Replanned => {
+                if let Some(old) = self.cache.remove(sql, declared) {
+                    self.deallocate(&old);
+                }
+            }
+        }
+    }
+
     /// `query`: the rows of one statement.
     pub fn query(&mut self, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
-        let mut rows = None;
-        self.statement(sql, params, |res| {
-            if res.status() == ExecStatusType::PGRES_TUPLES_OK {
-                rows = Some(res.rows());
-            }
-        })?;
-        Ok(rows.unwrap_or_default())
+        let mut acc = Acc::default();
+        self.statement(sql, params, |res| acc.absorb(StatementKind::Query, res))?;
+        Ok(acc.rows.unwrap_or_default())
     }
 
     /// `exec`: one statement with parameters, or a script without.
     pub fn exec(&mut self, sql: &[u8], params: &[Param]) -> Result<Exec, String> {
-        let mut out = Exec::default();
-        let mut count = |res: &Res| {
-            out.affected_rows += res.affected();
-            if let Some(id) = res.returned_id() {
-                out.last_insert_id = id;
-            }
-        };
+        let mut acc = Acc::default();
+        let each = |res: &Res| acc.absorb(StatementKind::Exec, res);
         if params.is_empty() {
-            self.script(sql, &mut count)?;
+            self.script(sql, each)?;
         } else {
-            self.statement(sql, params, &mut count)?;
+            self.statement(sql, params, each)?;
         }
-        Ok(out)
+        Ok(acc.exec)
+    }
+
+    fn run_one(&mut self, st: &Statement<'_>) -> Result<Output, String> {
+        match st.kind {
+            StatementKind::Query => self.query(st.sql, st.params).map(Output::Rows),
+            StatementKind::Exec => self.exec(st.sql, st.params).map(Output::Exec),
+        }
+    }
+
+    /// Statements queued on this connection by several coroutines. Runs of
+    /// statements whose prepared statement is already cached are pipelined:
+    /// all are sent, each followed by its own sync point (so each is its own
+    /// implicit transaction and fails alone, exactly as when run one by
+    /// one), then all results are read: one round trip for the lot. The
+    /// others (first use of a statement, scripts, statements without
+    /// parameters, large parameters) run one by one, in order.
+    pub fn batch(&mut self, batch: &mut [Statement<'_>]) {
+        let mut group: Vec<Ready> = Vec::new();
+        let mut bytes = 0usize;
+        for i in 0..batch.len() {
+            let mut ready = self.ready(i, &batch[i]);
+            if let Some(r) = &ready {
+                if !group.is_empty() && (group.len() >= PIPELINE_MAX || bytes + r.bytes > PIPELINE_BYTES) {
+                    self.flush(batch, &mut group);
+                    bytes = 0;
+                    ready = self.ready(i, &batch[i]); // the flush may have changed the cache
+                }
+            }
+            match ready {
+                Some(r) => {
+                    bytes += r.bytes;
+                    group.push(r);
+                }
+                None => {
+                    self.flush(batch, &mut group);
+                    bytes = 0;
+                    batch[i].outcome = Some(self.run_one(&batch[i]));
+                }
+            }
+        }
+        self.flush(batch, &mut group);
+    }
+
+    /// Whether statement `i` can go in a pipeline: its prepared statement is
+    /// cached (described, if it binds strings) and its parameters are small.
+    fn ready(&mut self, i: usize, st: &Statement<'_>) -> Option<Ready> {
+        if self.broken.is_some() || st.params.is_empty() || st.params.len() > MAX_PARAMS || st.sql.contains(&0) {
+            return None;
+        }
+        if count_placeholders(st.sql) != st.params.len() {
+            return None;
+        }
+        let declared: Vec<Oid> = st.params.iter().map(declared_type).collect();
+        let stmt = self.cache.get(st.sql, &declared)?;
+        let want_types = st.params.iter().any(|p| matches!(p, Param::Bytes(_)));
+        if want_types && !matches!(&stmt.types, Some(t) if t.len() == st.params.len()) {
+            return None;
+        }
+        let bytes = 64 + st.params.iter().map(|p| if let Param::Bytes(b) = p { b.len() + 8 } else { 12 }).sum::<usize>();
+        if bytes > PIPELINE_BYTES {
+            return None;
+        }
+        Some(Ready { index: i, stmt, declared, bytes })
+    }
+
+    /// Runs the statements gathered in `group` (pipelined if more than one).
+    fn flush(&mut self, batch: &mut [Statement<'_>], group: &mut Vec<Ready>) {
+        match group.len() {
+            0 => {}
+            1 => {
+                let i = group[0].index;
+                batch[i].outcome = Some(self.run_one(&batch[i]));
+            }
+            _ => self.pipeline(batch, group),
+        }
+        group.clear();
+    }
+
+    fn pipeline(&mut self, batch: &mut [Statement<'_>], group: &[Ready]) {
+        let conn = self.conn();
+        if unsafe { PQenterPipelineMode(conn) } != 1 {
+            for r in group {
+                batch[r.index].outcome = Some(self.run_one(&batch[r.index]));
+            }
+            return;
+        }
+        // Send everything.
+        let mut sent = Vec::with_capacity(group.len());
+        for r in group {
+            let st = &batch[r.index];
+            let enc = match encode(st.params, r.stmt.types.as_deref()) {
+                Ok(enc) => enc,
+                Err(e) => {
+                    batch[r.index].outcome = Some(Err(e));
+                    continue;
+                }
+            };
+            let queued = unsafe {
+                PQsendQueryPrepared(
+                    conn,
+                    r.stmt.name.as_ptr(),
+                    st.params.len() as c_int,
+                    enc.values.as_ptr(),
+                    enc.lengths.as_ptr(),
+                    enc.formats.as_ptr(),
+                    0,
+                )
+            } == 1;
+            if !queued {
+                batch[r.index].outcome = Some(Err(self.conn_error()));
+                break;
+            }
+            sent.push(r);
+            if unsafe { PQpipelineSync(conn) } != 1 {
+                break;
+            }
+        }
+        // Read every result, in order: the statement's results, then its sync point.
+        let mut retry = Vec::new();
+        for r in sent {
+            let st = &batch[r.index];
+            if let Some(why) = &self.broken {
+                batch[r.index].outcome = Some(Err(format!("connection is broken: {why}")));
+                continue;
+            }
+            let mut acc = Acc::default();
+            let kind = st.kind;
+            let got = self.collect(1, true, |res| acc.absorb(kind, res));
+            if self.broken.is_none() {
+                self.end_of_sync();
+            }
+            batch[r.index].outcome = Some(match got {
+                Ok(()) => Ok(acc.output(kind)),
+                Err(f) => match staleness(&f) {
+                    Some(stale) => {
+                        retry.push((r, stale, f));
+                        continue;
+                    }
+                    None => Err(explain(f, st.sql, st.params.len())),
+                },
+            });
+        }
+        if self.broken.is_none() && unsafe { PQexitPipelineMode(conn) } != 1 {
+            self.broken = Some(format!("could not leave pipeline mode: {}", self.conn_error()));
+        }
+        // Stale cached statements: as when run alone, retried once outside a
+        // transaction block (after the rest of the pipeline; they came from
+        // other coroutines, so their relative order was not fixed anyway).
+        for (r, stale, f) in retry {
+            self.invalidate(stale, batch[r.index].sql, &r.declared);
+            let out = if self.broken.is_none() && self.idle() {
+                self.run_one(&batch[r.index])
+            } else {
+                Err(explain(f, batch[r.index].sql, batch[r.index].params.len()))
+            };
+            batch[r.index].outcome = Some(out);
+        }
+        for r in group {
+            if batch[r.index].outcome.is_none() {
+                let why = self.broken.clone().unwrap_or_else(|| self.conn_error());
+                batch[r.index].outcome = Some(Err(why));
+            }
+        }
+    }
+
+    /// Reads the result that marks a sync point in pipeline mode.
+    fn end_of_sync(&mut self) {
+        loop {
+            let Some(res) = NonNull::new(unsafe { PQgetResult(self.conn()) }).map(Res) else { return };
+            if res.status() == ExecStatusType::PGRES_PIPELINE_SYNC {
+                return;
+            }
+        }
     }
 
     /// Runs every statement of `sql` (the simple query protocol).

@@ -118,6 +118,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::approx_constant)] // the digits the issue names, not pi
     fn numbers_parse_exactly() {
         assert_eq!(decode(Kind::Int, b"-9223372036854775808"), Value::Int(i64::MIN));
         assert_eq!(decode(Kind::Float, b"3.14159265358979"), Value::Float(3.14159265358979));

@@ -18,7 +18,7 @@ use std::ffi::{c_int, CStr};
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{to_number, type_name, Raise};
 use lunet_abi::lua_fn;
-use lunet_db::{Driver, Exec, Param, Rows};
+use lunet_db::{Driver, Exec, Param, Rows, Statement};
 
 use conn::{Pg, Setting};
 
@@ -90,6 +90,10 @@ impl Driver for Postgres {
 
     fn exec(conn: &mut Pg, sql: &[u8], params: &[Param]) -> Result<Exec, String> {
         conn.exec(sql, params)
+    }
+
+    fn batch(conn: &mut Pg, batch: &mut [Statement<'_>]) {
+        conn.batch(batch)
     }
 }
 
