@@ -52,6 +52,7 @@ test-examples:
 	@scripts/test-examples.sh build/release
 
 stress: build-debug
+	@scripts/db-up.sh postgres
 	timeout 600 build/debug/lunet-run scripts/stress.lua
 
 bench: build
@@ -59,6 +60,9 @@ bench: build
 	build/release/lunet-run bench/fs.lua
 	$(CARGO) build --release -p lunet-sqlite3 --example sqlite3_floor
 	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor build/release/lunet-run bench/sqlite3.lua
+	@scripts/db-up.sh postgres
+	$(CARGO) build --release -p lunet-postgres --example postgres_floor
+	LUNET_POSTGRES_FLOOR=target/release/examples/postgres_floor build/release/lunet-run bench/postgres.lua
 
 clean:
 	$(CARGO) clean

@@ -3,7 +3,8 @@
 -- STRESS_WORKERS coroutines (default 50) each perform STRESS_OPS operations
 -- (default 100): sleeps of 0 and 1 ms, spawning a child and waiting for it,
 -- thread-pool work through the driver ABI, fs.stat(".") and fs.scandir(".")
--- on libuv's thread pool, and errors raised and caught — every
+-- on libuv's thread pool, SQLite and PostgreSQL statements (shared and own
+-- connections), and errors raised and caught — every
 -- call wrapped in pcall, so yields cross pcall boundaries. Prints a summary and
 -- exits non-zero on any failed operation or on a timeout (STRESS_TIMEOUT
 -- seconds, default 300). The tracing build checks the coroutine reference
@@ -22,6 +23,19 @@ package.cpath = dir .. "/test/?.so;" .. package.cpath
 local has_pool, testmod = pcall(require, "lunet_testmod")
 local has_sqlite3, sqlite3 = pcall(require, "lunet.sqlite3")
 local shared_db -- one connection used by every worker, opened by the first that needs it
+-- PostgreSQL (the LUNET_DB_* server, default the local test server) unless
+-- STRESS_POSTGRES=0. `make stress` starts the test server first.
+local use_postgres = os.getenv("STRESS_POSTGRES") ~= "0"
+local has_postgres, postgres = false, nil
+if use_postgres then has_postgres, postgres = pcall(require, "lunet.postgres") end
+local pg_server = {
+  host = os.getenv("LUNET_DB_HOST") or "127.0.0.1",
+  port = tonumber(os.getenv("LUNET_DB_PORT") or "") or 5432,
+  user = os.getenv("LUNET_DB_USER") or "postgres",
+  password = os.getenv("LUNET_DB_PASS"),
+  database = os.getenv("LUNET_DB_NAME") or "test",
+}
+local pg_shared -- shared by every worker: its statements are pipelined
 
 local counts, failures, finished = {}, {}, 0
 
@@ -74,6 +88,28 @@ local operations = {
     sqlite3.close(own)
     count("sqlite3")
   end,
+  function()
+    if not use_postgres then return count("sleep(0)") end
+    assert(has_postgres, "lunet.postgres did not load: " .. tostring(postgres))
+    if not pg_shared then
+      local c, err = postgres.open(pg_server)
+      assert(c, "postgres unreachable (start it with scripts/db-up.sh postgres, or set STRESS_POSTGRES=0): " .. tostring(err))
+      if pg_shared then postgres.close(c) else pg_shared = c end
+    end
+    local v = math.random(1, 1e6)
+    local rows = assert(pg_shared:query("SELECT $1::int8 + 1 AS v, $2::bytea AS b", v, "a\0b"))
+    assert(rows[1].v == v + 1 and rows[1].b == "a\0b", "postgres returned the wrong row")
+    local none, err = pg_shared:query("SELECT 1 / $1::int", 0)
+    assert(none == nil and err:find("division by zero", 1, true), tostring(err))
+    -- A connection of its own, with a transaction rolled back, then closed.
+    local own = assert(postgres.open(pg_server))
+    assert(own:exec("BEGIN"))
+    assert(own:exec("CREATE TEMP TABLE t(v int)"))
+    assert(own:exec("INSERT INTO t VALUES ($1)", v))
+    assert(own:exec("ROLLBACK"))
+    postgres.close(own)
+    count("postgres")
+  end,
 }
 
 for w = 1, workers do
@@ -101,6 +137,7 @@ end)
 
 lunet.run()
 if shared_db then sqlite3.close(shared_db); lunet.run() end
+if pg_shared then postgres.close(pg_shared); lunet.run() end
 
 local total = 0
 local kinds = {}
