@@ -687,7 +687,9 @@ impl Pg {
             }
             return;
         }
-        // Send everything.
+        // Send everything, held back by the kernel until the last sync point
+        // so that the server gets the lot at once (one wake-up, one read).
+        let cork = Cork::new(unsafe { PQsocket(conn) });
         let mut sent = Vec::with_capacity(group.len());
         for r in group {
             let st = &batch[r.index];
@@ -718,6 +720,7 @@ impl Pg {
                 break;
             }
         }
+        drop(cork);
         // Read every result, in order: the statement's results, then its sync point.
         let mut retry = Vec::new();
         for r in sent {
@@ -782,6 +785,53 @@ impl Pg {
         let csql = sql_text(sql)?;
         let sent = unsafe { PQsendQuery(self.conn(), csql.as_ptr()) };
         self.collect(sent, true, each).map_err(|f| explain(f, sql, 0))
+    }
+}
+
+/// Holds a TCP socket's output back (Linux `TCP_CORK`) while it lives;
+/// dropping it sends what was held. Does nothing where the option does not
+/// apply (Unix-domain sockets, other systems).
+struct Cork(c_int);
+
+#[cfg(target_os = "linux")]
+mod sockopt {
+    use std::ffi::{c_int, c_void};
+    pub const IPPROTO_TCP: c_int = 6;
+    pub const TCP_CORK: c_int = 3;
+    extern "C" {
+        pub fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: u32) -> c_int;
+    }
+}
+
+impl Cork {
+    fn set(fd: c_int, on: bool) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            let v: c_int = on as c_int;
+            let len = std::mem::size_of::<c_int>() as u32;
+            unsafe { sockopt::setsockopt(fd, sockopt::IPPROTO_TCP, sockopt::TCP_CORK, (&v as *const c_int).cast(), len) == 0 }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (fd, on);
+            false
+        }
+    }
+
+    fn new(fd: c_int) -> Cork {
+        if fd >= 0 && Cork::set(fd, true) {
+            Cork(fd)
+        } else {
+            Cork(-1)
+        }
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        if self.0 >= 0 {
+            Cork::set(self.0, false);
+        }
     }
 }
 
