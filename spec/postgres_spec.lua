@@ -124,6 +124,29 @@ describe("lunet.postgres", function()
       end)
     end)
 
+    it("connects through a Unix-domain socket directory as host", function()
+      local dir = "/var/run/postgresql"
+      local f = io.open(("%s/.s.PGSQL.%d"):format(dir, SERVER.port))
+      if not f or (SERVER.host ~= "127.0.0.1" and SERVER.host ~= "localhost") then
+        if f then f:close() end
+        return -- the server is not local: nothing to check here (TCP is tested throughout)
+      end
+      f:close()
+      H.run(function()
+        local c = connect({ host = dir })
+        assert.is_true(one(c, "SELECT inet_server_addr() IS NULL AS unix").unix)
+        local done = 0
+        for i = 1, 20 do
+          lunet.spawn(function()
+            assert.equal(i, one(c, "SELECT $1::int AS v", i).v)
+            done = done + 1
+          end)
+        end
+        assert.is_true(eventually(function() return done == 20 end))
+        c:close()
+      end)
+    end)
+
     it("passes names with quotes, backslashes and spaces intact (real server)", function()
       H.run(function()
         local c = assert(pg.open(params({ user = ODD_ROLE, password = ODD_PASSWORD })))
@@ -767,6 +790,36 @@ describe("lunet.postgres", function()
         end
       end
       assert.equal(1, dup_ok)
+    end)
+
+    it("reports a failed commit (deferred constraint) for its own statement, also when pipelined", function()
+      local results = {}
+      H.run(function()
+        local c = connect()
+        assert(c:exec("CREATE TABLE deferred(k int, CONSTRAINT deferred_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)"))
+        assert(c:exec("INSERT INTO deferred VALUES ($1)", 1))
+        local r, err = c:exec("INSERT INTO deferred VALUES ($1)", 1)
+        assert.is_nil(r)
+        assert.matches('duplicate key value violates unique constraint "deferred_k"', err, 1, true)
+        local done = 0
+        for i = 1, 30 do
+          lunet.spawn(function()
+            results[i] = { c:exec("INSERT INTO deferred VALUES ($1)", i % 3) }
+            done = done + 1
+          end)
+        end
+        assert.is_true(eventually(function() return done == 30 end, 20000))
+        -- Exactly the statements that committed are in the table.
+        local ok = 0
+        for i = 1, 30 do if results[i][1] then ok = ok + 1 end end
+        assert.equal(1 + ok, one(c, "SELECT count(*) AS n FROM deferred").n)
+        assert.same({ { n = 1 }, { n = 1 }, { n = 1 } },
+          assert(c:query("SELECT count(*) AS n FROM deferred GROUP BY k ORDER BY k")))
+        c:close()
+      end, 30000)
+      for i = 1, 30 do
+        if not results[i][1] then assert.matches("duplicate key value", results[i][2], 1, true) end
+      end
     end)
 
     it("runs 8 connections in parallel", function()

@@ -731,9 +731,12 @@ impl Pg {
             }
             let mut acc = Acc::default();
             let kind = st.kind;
-            let got = self.collect(1, true, |res| acc.absorb(kind, res));
+            let mut got = self.collect(1, true, |res| acc.absorb(kind, res));
             if self.broken.is_none() {
-                self.end_of_sync();
+                // The commit at the sync point can fail too (deferred constraints).
+                if let (Err(f), Ok(())) = (self.end_of_sync(), &got) {
+                    got = Err(f);
+                }
             }
             batch[r.index].outcome = Some(match got {
                 Ok(()) => Ok(acc.output(kind)),
@@ -769,14 +772,37 @@ impl Pg {
         }
     }
 
-    /// Reads the result that marks a sync point in pipeline mode.
-    fn end_of_sync(&mut self) {
+    /// Reads up to the result that marks a sync point in pipeline mode, and
+    /// returns the error the server reported on the way, if any: ending the
+    /// implicit transaction there commits it, and the commit can fail
+    /// (a deferred constraint) after the statement itself succeeded.
+    fn end_of_sync(&mut self) -> Result<(), Failure> {
+        let conn = self.conn();
+        let mut failure = None;
+        let mut nulls = 0;
         loop {
-            let Some(res) = NonNull::new(unsafe { PQgetResult(self.conn()) }).map(Res) else { return };
-            if res.status() == ExecStatusType::PGRES_PIPELINE_SYNC {
-                return;
+            let Some(res) = NonNull::new(unsafe { PQgetResult(conn) }).map(Res) else {
+                // A null only separates an error's results from the sync; never two in a row.
+                nulls += 1;
+                if nulls > 1 || unsafe { PQstatus(conn) } == ConnStatusType::CONNECTION_BAD {
+                    break;
+                }
+                continue;
+            };
+            nulls = 0;
+            match res.status() {
+                ExecStatusType::PGRES_PIPELINE_SYNC => break,
+                ExecStatusType::PGRES_FATAL_ERROR | ExecStatusType::PGRES_BAD_RESPONSE => {
+                    failure.get_or_insert_with(|| res.failure(conn));
+                }
+                _ => {}
             }
         }
+        if unsafe { PQstatus(conn) } == ConnStatusType::CONNECTION_BAD {
+            let f = failure.get_or_insert_with(|| Failure::new(self.conn_error()));
+            self.broken.get_or_insert_with(|| f.message.clone());
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// Runs every statement of `sql` (the simple query protocol).
