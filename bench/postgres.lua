@@ -12,6 +12,8 @@
 --       LUNET_POSTGRES_FLOOR; skipped if unset);
 --     - `pgbench -M prepared -c 1` running the same statements (skipped if
 --       pgbench is not installed).
+-- For reference, `pgbench -c 8 -j 2` shows what 8 synchronous connections
+-- get from the same server and machine.
 -- Target (issue 7): point SELECTs from 64 coroutines over 8 connections >= 2x
 -- the synchronous single connection (the faster of the two baselines).
 -- Each configuration runs for BENCH_SECONDS (default 2), BENCH_ROUNDS times
@@ -100,8 +102,9 @@ local function run_floor()
   return out
 end
 
-local function run_pgbench(name, script)
+local function run_pgbench(name, script, clients)
   if not has_pgbench then return nil end
+  clients = clients or 1
   local dir = os.getenv("BENCH_DIR") or ".tmp"
   os.execute("mkdir -p " .. dir)
   local path = ("%s/pgbench-%s-%s.sql"):format(dir, name, process_id())
@@ -109,9 +112,9 @@ local function run_pgbench(name, script)
   f:write(script)
   f:close()
   local env = server.password and ("PGPASSWORD=" .. sh_quote(server.password) .. " ") or ""
-  local cmd = ("%spgbench -n -M prepared -c 1 -j 1 -T %d -h %s -p %d -U %s -f %s %s 2>&1"):format(env,
-    math.max(1, math.floor(SECONDS + 0.5)), sh_quote(server.host), server.port, sh_quote(server.user), sh_quote(path),
-    sh_quote(server.database))
+  local cmd = ("%spgbench -n -M prepared -c %d -j %d -T %d -h %s -p %d -U %s -f %s %s 2>&1"):format(env, clients,
+    math.min(clients, 2), math.max(1, math.floor(SECONDS + 0.5)), sh_quote(server.host), server.port,
+    sh_quote(server.user), sh_quote(path), sh_quote(server.database))
   local p = assert(io.popen(cmd))
   local out = p:read("*a")
   p:close()
@@ -169,7 +172,9 @@ for _ = 1, ROUNDS do
   local floor = run_floor()
   keep("floor_select", floor.select_per_s)
   keep("floor_insert", floor.insert_per_s)
-  keep("pgbench_select", run_pgbench("select", ("\\set id random(1, %d)\nSELECT id, name, score FROM %s WHERE id = :id;\n"):format(ROWS, TABLE)))
+  local select_script = ("\\set id random(1, %d)\nSELECT id, name, score FROM %s WHERE id = :id;\n"):format(ROWS, TABLE)
+  keep("pgbench_select", run_pgbench("select", select_script))
+  keep("pgbench_select8", run_pgbench("select8", select_script, 8))
   keep("pgbench_insert", run_pgbench("insert", ("\\set n random(1, 1000000)\nINSERT INTO %s(name, score) VALUES ('new item', :n);\n"):format(TABLE)))
 end
 
@@ -200,6 +205,9 @@ baseline("SELECT by PK, pgbench -M prepared -c 1", best.pgbench_select)
 baseline("SELECT by PK, synchronous libpq (Rust), 1 connection", best.floor_select)
 row("SELECT by PK, 1 coroutine / 1 connection", best.select1, sync_select)
 row("SELECT by PK, 64 coroutines / 8 connections", best.select64, sync_select)
+if best.pgbench_select8 then
+  row("SELECT by PK, pgbench -M prepared -c 8 -j 2 (reference)", best.pgbench_select8, sync_select)
+end
 baseline("INSERT 1 row, pgbench -M prepared -c 1", best.pgbench_insert)
 baseline("INSERT 1 row, synchronous libpq (Rust), 1 connection", best.floor_insert)
 row("INSERT 1 row, 1 coroutine / 1 connection", best.insert1, sync_insert)
