@@ -700,6 +700,42 @@ describe("lunet.postgres", function()
     end)
   end)
 
+  describe("garbage", function()
+    it("never crashes, whatever is passed to any function in any order", function()
+      local calls, raised = 0, 0
+      H.run(function()
+        local open_conn, closed_conn = connect(), connect()
+        closed_conn:close()
+        -- pool[0] is nil. Tables given to open() are connection parameters:
+        -- only ones that fail fast are in the pool.
+        local pool = { 0, -1.5, "SELECT 1", "x\0y", "", true, { port = 1 }, function() end, io.stdout,
+          coroutine.create(function() end), open_conn, closed_conn, ("z"):rep(100000), "SELECT $1", 2 ^ 63 }
+        local n = #pool
+        for _, name in ipairs({ "open", "query", "exec", "query_params", "exec_params", "escape", "close" }) do
+          for a = 0, n do
+            for b = 0, n, 2 do
+              if not (name == "close" and pool[a] == open_conn) then
+                calls = calls + 1
+                local res = { pcall(pg[name], pool[a], pool[b], pool[(a + b) % (n + 1)]) }
+                if not res[1] then
+                  raised = raised + 1
+                  assert.equal("string", type(res[2]))
+                elseif res[2] == nil and res[3] ~= nil then
+                  assert.equal("string", type(res[3]))
+                end
+              end
+            end
+          end
+        end
+        -- The connection still works after all that.
+        assert.equal(1, one(open_conn, "SELECT 1 AS x").x)
+        open_conn:close()
+      end, 120000)
+      assert.is_true(calls > 500)
+      assert.is_true(raised > 0)
+    end)
+  end)
+
   describe("escape", function()
     it("doubles single quotes, with or without a connection, and the server agrees", function()
       assert.equal("O''Brien", pg.escape("O'Brien"))
