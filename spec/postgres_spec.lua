@@ -907,34 +907,50 @@ describe("lunet.postgres", function()
       assert.is_true(ticks >= 50, ("only %d ticks during a 1 s statement"):format(ticks))
     end)
 
-    it("close during a running statement does not block the loop", function()
+    it("close during a running statement returns at once and cancels the statement", function()
       local ticks, ticks_at_close, ticks_at_result, result = 0, nil, nil, nil
+      local live_before_close, live_after_close, before
       H.run(function()
-        local before = pg._connections()
-        local c = connect()
+        before = pg._connections()
+        local c, observer = connect(), connect()
+        local pid = one(c, "SELECT pg_backend_pid() AS pid").pid
         local done = false
         lunet.spawn(function()
           while not done do ticks = ticks + 1; lunet.sleep(1) end
         end)
         lunet.spawn(function()
-          result = { c:query("SELECT (SELECT true FROM pg_sleep(1)) AS slept") }
+          result = { c:query("SELECT pg_sleep(30)") }
           ticks_at_result = ticks
         end)
-        lunet.sleep(50)
+        -- A second statement queued behind it sees the close instead of running.
+        local queued
+        lunet.spawn(function() queued = { c:query("SELECT 1 AS one") } end)
+        assert.is_true(eventually(function()
+          return one(observer, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1::int AND state = 'active'", pid).n == 1
+        end))
+        live_before_close = pg._connections()
         c:close()
+        -- close returned while the connection was still open: it did not wait for anything.
+        live_after_close = pg._connections()
         ticks_at_close = ticks
         assert.is_nil(ticks_at_result)
         local r, err = c:query("SELECT 1")
         assert.is_nil(r)
         assert.equal("connection is closed", err)
-        assert.is_true(eventually(function() return ticks_at_result ~= nil end, 10000))
+        assert.is_true(eventually(function() return ticks_at_result ~= nil and queued ~= nil end, 15000))
+        assert.same({ nil, "connection is closed" }, queued)
+        -- The connection is gone, on the server too, long before the 30 s statement would have ended.
+        assert.is_true(eventually(function() return pg._connections() == before + 1 end, 15000))
+        assert.is_true(eventually(function()
+          return one(observer, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1::int", pid).n == 0
+        end, 15000))
         done = true
-        -- The connection is gone once the statement is done.
-        assert.is_true(eventually(function() return pg._connections() == before end))
-      end, 20000)
-      assert.is_true(ticks_at_result - ticks_at_close >= 10,
-        ("only %d ticks after close"):format(ticks_at_result - ticks_at_close))
-      assert.is_true(result[1] ~= nil or type(result[2]) == "string")
+        observer:close()
+      end, 25000)
+      assert.equal(live_before_close, live_after_close)
+      assert.is_nil(result[1])
+      assert.matches("canceling statement due to user request", result[2], 1, true)
+      assert.is_true(ticks_at_result > ticks_at_close, "the loop did not run between close and the result")
     end)
 
     it("closes connections the script dropped (finaliser), on the server too", function()

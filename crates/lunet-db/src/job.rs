@@ -133,11 +133,15 @@ unsafe fn run_queued<D: Driver>(conn: &mut Option<D::Conn>, p: *mut Job<D>) {
 
 /// The statement a queued job runs, for [`Driver::batch`].
 unsafe fn statement_of<'a, D: Driver>(p: *mut Job<D>) -> Option<Statement<'a>> {
-    match &(*p).op {
-        Op::Query { sql, params, .. } => Some(Statement::new(StatementKind::Query, sql, params)),
-        Op::Exec { sql, params, .. } => Some(Statement::new(StatementKind::Exec, sql, params)),
-        _ => None,
-    }
+    let st = match &(*p).op {
+        Op::Query { sql, params, .. } => Statement::new(StatementKind::Query, sql, params),
+        Op::Exec { sql, params, .. } => Statement::new(StatementKind::Exec, sql, params),
+        _ => return None,
+    };
+    Some(match &(*p).target {
+        Some(shared) => st.with_closing(&(*Arc::as_ptr(shared)).closing),
+        None => st,
+    })
 }
 
 /// Runs several queued statements through [`Driver::batch`] and completes
@@ -162,6 +166,7 @@ unsafe fn run_batch<D: Driver>(conn: &mut Option<D::Conn>, jobs: &[*mut Job<D>])
             Some(Ok(Output::Rows(rows))) => Outcome::Rows(rows),
             Some(Ok(Output::Exec(e))) => Outcome::Exec(e),
             Some(Err(e)) => Outcome::Failed(e),
+            None if why.is_none() && s.closing() => Outcome::Failed(CLOSED.into()),
             None => Outcome::Failed(
                 why.clone().unwrap_or_else(|| format!("{} internal error: statement was not run", D::NAME)),
             ),
@@ -225,6 +230,11 @@ unsafe fn enqueue<D: Driver>(shared: &Shared<D>, p: *mut Job<D>) {
     }
 }
 
+/// Whether a queued job is a statement (not a close).
+fn is_statement<D: Driver>(p: *mut Job<D>) -> bool {
+    unsafe { matches!((*p).op, Op::Query { .. } | Op::Exec { .. }) }
+}
+
 /// Pops the next jobs to run: up to `max` statements in queue order, or a
 /// single job of another kind (a close).
 fn take_batch<D: Driver>(shared: &Shared<D>, max: usize) -> Vec<*mut Job<D>> {
@@ -232,7 +242,7 @@ fn take_batch<D: Driver>(shared: &Shared<D>, max: usize) -> Vec<*mut Job<D>> {
     let mut out = Vec::new();
     while out.len() < max {
         let Some(JobPtr(p)) = q.front() else { break };
-        let statement = unsafe { matches!((**p).op, Op::Query { .. } | Op::Exec { .. }) };
+        let statement = is_statement(*p);
         if !statement && !out.is_empty() {
             break;
         }
@@ -260,10 +270,17 @@ unsafe fn serve<D: Driver>(shared: &Shared<D>, mine: &Waiter) {
                 break;
             }
             let jobs = take_batch(shared, max);
-            match jobs.len() {
-                0 => break,
-                1 => run_queued::<D>(&mut conn, jobs[0]),
-                _ => run_batch::<D>(&mut conn, &jobs),
+            if shared.closing.load(Ordering::Acquire) && !jobs.is_empty() && is_statement(jobs[0]) {
+                // Queued before the close, not started: they see the close.
+                for &p in &jobs {
+                    complete(p, Outcome::Failed(CLOSED.into()));
+                }
+            } else {
+                match jobs.len() {
+                    0 => break,
+                    1 => run_queued::<D>(&mut conn, jobs[0]),
+                    _ => run_batch::<D>(&mut conn, &jobs),
+                }
             }
             if own_done {
                 extra += jobs.len();
@@ -307,6 +324,11 @@ pub(crate) fn kick<D: Driver>(shared: &Shared<D>) {
 /// Runs on a pool thread.
 unsafe fn run<D: Driver>(job: *mut Job<D>) {
     if let Some(shared) = (*job).target.clone() {
+        if matches!((*job).op, Op::Close(_)) && shared.conn.is_locked() {
+            // A statement is running: ask the server to stop it rather than
+            // wait for it (the closing flag keeps the queued ones from starting).
+            let _ = catch_unwind(AssertUnwindSafe(|| D::interrupt(&shared.info)));
+        }
         // From here on another thread may run this job: no references into it.
         return run_serialised(&shared, job);
     }
@@ -573,6 +595,29 @@ mod tests {
         }
         assert_eq!(ran.load(Ordering::SeqCst), 60);
         assert!(shared.pending.lock().is_empty());
+    }
+
+    #[test]
+    fn statements_queued_before_a_close_see_it_instead_of_running() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let shared = Shared::<Mock>::new(MockConn { inside: Arc::new(AtomicBool::new(false)), ran: ran.clone() }, ());
+        let abi = abi();
+        let jobs: Vec<*mut Job<Mock>> = (0..3)
+            .map(|_| {
+                let p = Box::into_raw(Job::<Mock>::new(abi, Op::Query { shared: shared.clone(), sql: b"ok".to_vec(), params: vec![] }));
+                unsafe { enqueue(&shared, p) };
+                p
+            })
+            .collect();
+        shared.closing.store(true, Ordering::Release);
+        for &p in &jobs {
+            unsafe { work::<Mock>(p.cast()) };
+        }
+        for p in jobs {
+            let job = unsafe { Box::from_raw(p) };
+            assert_eq!(outcome(&job), Err(CLOSED.to_string()));
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
     }
 
     #[test]

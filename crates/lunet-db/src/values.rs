@@ -4,6 +4,7 @@
 //! runs on the pool.
 
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{push_bytes, type_name, Raise};
@@ -116,13 +117,27 @@ pub struct Statement<'a> {
     pub sql: &'a [u8],
     pub params: &'a [Param],
     /// Set by the driver: `Rows` for a query, `Exec` for an exec, or the
-    /// error. Left `None`, the statement is reported as not run.
+    /// error. Left `None`, the statement is reported as not run, or as
+    /// "connection is closed" once [`Statement::closing`] is true.
     pub outcome: Option<Result<Output, String>>,
+    closing: Option<&'a AtomicBool>,
 }
 
 impl<'a> Statement<'a> {
     pub fn new(kind: StatementKind, sql: &'a [u8], params: &'a [Param]) -> Statement<'a> {
-        Statement { kind, sql, params, outcome: None }
+        Statement { kind, sql, params, outcome: None, closing: None }
+    }
+
+    pub(crate) fn with_closing(mut self, flag: &'a AtomicBool) -> Statement<'a> {
+        self.closing = Some(flag);
+        self
+    }
+
+    /// Whether the connection has been closed by the script since this
+    /// batch was taken: a driver should not start statements it has not
+    /// sent yet (leave their `outcome` as `None`).
+    pub fn closing(&self) -> bool {
+        self.closing.is_some_and(|f| f.load(Ordering::Acquire))
     }
 
     /// Runs the statement alone through [`crate::Driver::query`] or

@@ -314,6 +314,36 @@ impl Drop for Pg {
     }
 }
 
+/// What is needed to cancel a connection's running statement from another
+/// thread, without the connection (libpq's `PGcancel`: read-only, and
+/// `PQcancel` may be called from any thread).
+pub struct Canceller(Option<NonNull<PGcancel>>);
+
+// SAFETY: libpq documents PQcancel as safe to call from any thread (even a
+// signal handler) with a PGcancel object, which it never modifies.
+unsafe impl Send for Canceller {}
+unsafe impl Sync for Canceller {}
+
+impl Canceller {
+    /// Sends a cancel request for whatever the connection is running (a new
+    /// short connection to the server). Failures are ignored: the statement
+    /// then simply runs to its end.
+    pub fn cancel(&self) {
+        if let Some(c) = self.0 {
+            let mut errbuf = [0 as std::ffi::c_char; 256];
+            unsafe { PQcancel(c.as_ptr(), errbuf.as_mut_ptr(), errbuf.len() as c_int) };
+        }
+    }
+}
+
+impl Drop for Canceller {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            unsafe { PQfreeCancel(c.as_ptr()) }
+        }
+    }
+}
+
 /// A connection parameter: the name the Lua table used, libpq's keyword, the value.
 pub type Setting = (&'static str, &'static CStr, Vec<u8>);
 
@@ -350,6 +380,11 @@ impl Pg {
 
     fn conn(&self) -> *mut PGconn {
         self.raw.as_ptr()
+    }
+
+    /// The cancel handle of this connection.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(NonNull::new(unsafe { PQgetCancel(self.conn()) }))
     }
 
     fn conn_error(&self) -> String {
@@ -621,6 +656,11 @@ impl Pg {
         let mut group: Vec<Ready> = Vec::new();
         let mut bytes = 0usize;
         for i in 0..batch.len() {
+            if batch[i].closing() {
+                // Closed by the script: what has not been sent is not started
+                // (left without an outcome, it reports the closed connection).
+                return;
+            }
             let mut ready = self.ready(i, &batch[i]);
             if let Some(r) = &ready {
                 if !group.is_empty() && (group.len() >= PIPELINE_MAX || bytes + r.bytes > PIPELINE_BYTES) {
@@ -637,6 +677,9 @@ impl Pg {
                 None => {
                     self.flush(batch, &mut group);
                     bytes = 0;
+                    if batch[i].closing() {
+                        return;
+                    }
                     batch[i].outcome = Some(self.run_one(&batch[i]));
                 }
             }

@@ -20,7 +20,7 @@ use lunet_abi::lua::{to_number, type_name, Raise};
 use lunet_abi::lua_fn;
 use lunet_db::{Driver, Exec, Param, Rows, Statement};
 
-use conn::{Pg, Setting};
+use conn::{Canceller, Pg, Setting};
 
 struct Postgres;
 
@@ -44,7 +44,8 @@ impl Driver for Postgres {
 
     type Config = Vec<Setting>;
     type Conn = Pg;
-    type Info = ();
+    /// Cancels the running statement when the connection is closed.
+    type Info = Canceller;
 
     unsafe fn config(L: *mut lua_State, idx: c_int) -> Result<Vec<Setting>, Raise> {
         let mut settings: Vec<Setting> = Vec::with_capacity(FIELDS.len() + 2);
@@ -80,8 +81,10 @@ impl Driver for Postgres {
         Ok(settings)
     }
 
-    fn connect(settings: Vec<Setting>) -> Result<(Pg, ()), String> {
-        Pg::connect(&settings).map(|pg| (pg, ()))
+    fn connect(settings: Vec<Setting>) -> Result<(Pg, Canceller), String> {
+        let pg = Pg::connect(&settings)?;
+        let canceller = pg.canceller();
+        Ok((pg, canceller))
     }
 
     fn query(conn: &mut Pg, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
@@ -94,6 +97,10 @@ impl Driver for Postgres {
 
     fn batch(conn: &mut Pg, batch: &mut [Statement<'_>]) {
         conn.batch(batch)
+    }
+
+    fn interrupt(canceller: &Canceller) {
+        canceller.cancel()
     }
 }
 
