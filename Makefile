@@ -56,6 +56,7 @@ test-rocks:
 	@scripts/test-rocks.sh
 
 stress: build-debug
+	@scripts/db-up.sh postgres
 	timeout 600 build/debug/lunet-run scripts/stress.lua
 
 bench: build
@@ -67,6 +68,9 @@ bench: build
 	@scripts/db-up.sh mysql
 	$(CARGO) build --release -p lunet-mysql --example mysql_floor
 	LUNET_MYSQL_FLOOR=target/release/examples/mysql_floor build/release/lunet-run bench/mysql.lua
+	@scripts/db-up.sh postgres
+	$(CARGO) build --release -p lunet-postgres --example postgres_floor
+	LUNET_POSTGRES_FLOOR=target/release/examples/postgres_floor build/release/lunet-run bench/postgres.lua
 	@scripts/deps.sh bench
 	bench/net.sh
 

@@ -4,8 +4,8 @@
 -- (default 100): sleeps of 0 and 1 ms, spawning a child and waiting for it,
 -- thread-pool work through the driver ABI, fs.stat(".") and fs.scandir(".")
 -- on libuv's thread pool, a UDP datagram sent and received on a per-worker
--- socket pair (closed when the worker ends), SQLite and MySQL statements, and
--- errors raised and caught — every
+-- socket pair (closed when the worker ends), SQLite, MySQL and PostgreSQL
+-- statements, and errors raised and caught — every
 -- call wrapped in pcall, so yields cross pcall boundaries. Prints a summary and
 -- exits non-zero on any failed operation or on a timeout (STRESS_TIMEOUT
 -- seconds, default 300). The tracing build checks the coroutine reference
@@ -37,6 +37,19 @@ local mysql_params = {
   database = os.getenv("LUNET_DB_NAME") or "test",
 }
 local shared_mysql, mysql_down
+-- PostgreSQL (the LUNET_DB_* server, default the local test server) unless
+-- STRESS_POSTGRES=0. `make stress` starts the test server first.
+local use_postgres = os.getenv("STRESS_POSTGRES") ~= "0"
+local has_postgres, postgres = false, nil
+if use_postgres then has_postgres, postgres = pcall(require, "lunet.postgres") end
+local pg_server = {
+  host = os.getenv("LUNET_DB_HOST") or "127.0.0.1",
+  port = tonumber(os.getenv("LUNET_DB_PORT") or "") or 5432,
+  user = os.getenv("LUNET_DB_USER") or "postgres",
+  password = os.getenv("LUNET_DB_PASS"),
+  database = os.getenv("LUNET_DB_NAME") or "test",
+}
+local pg_shared -- shared by every worker: its statements are pipelined
 
 local counts, failures, finished = {}, {}, 0
 
@@ -134,6 +147,28 @@ local operations = {
     mysql.close(own)
     count("mysql")
   end,
+  function()
+    if not use_postgres then return count("sleep(0)") end
+    assert(has_postgres, "lunet.postgres did not load: " .. tostring(postgres))
+    if not pg_shared then
+      local c, err = postgres.open(pg_server)
+      assert(c, "postgres unreachable (start it with scripts/db-up.sh postgres, or set STRESS_POSTGRES=0): " .. tostring(err))
+      if pg_shared then postgres.close(c) else pg_shared = c end
+    end
+    local v = math.random(1, 1e6)
+    local rows = assert(pg_shared:query("SELECT $1::int8 + 1 AS v, $2::bytea AS b", v, "a\0b"))
+    assert(rows[1].v == v + 1 and rows[1].b == "a\0b", "postgres returned the wrong row")
+    local none, err = pg_shared:query("SELECT 1 / $1::int", 0)
+    assert(none == nil and err:find("division by zero", 1, true), tostring(err))
+    -- A connection of its own, with a transaction rolled back, then closed.
+    local own = assert(postgres.open(pg_server))
+    assert(own:exec("BEGIN"))
+    assert(own:exec("CREATE TEMP TABLE t(v int)"))
+    assert(own:exec("INSERT INTO t VALUES ($1)", v))
+    assert(own:exec("ROLLBACK"))
+    postgres.close(own)
+    count("postgres")
+  end,
 }
 
 for w = 1, workers do
@@ -167,6 +202,7 @@ lunet.run()
 if shared_db then sqlite3.close(shared_db); lunet.run() end
 if shared_mysql then mysql.close(shared_mysql); lunet.run() end
 if mysql_down then print("stress: MySQL operations skipped, server unreachable: " .. mysql_down) end
+if pg_shared then postgres.close(pg_shared); lunet.run() end
 
 local total = 0
 local kinds = {}

@@ -100,5 +100,14 @@ mysql_left=$(mariadb -h"${LUNET_DB_HOST:-127.0.0.1}" -P"${LUNET_DB_PORT:-3306}" 
 if [ "$mysql_left" -eq 0 ]; then echo "ok   04_db_mysql dropped its table"; pass=$((pass+1))
 else echo "FAIL 04_db_mysql left tables behind"; fail=$((fail+1)); fi
 
+# Against the PostgreSQL server of LUNET_DB_* (default: the local test server);
+# the example works in a table named for its run and drops it.
+check 05_db_postgres "$build/lunet-run examples/05_db_postgres.lua" \
+  "inserted Miles O'Brien    id=2" "avatar stored and read back: 16 bytes, identical: true" \
+  "lookup by name with a quote: 1 row, email miles@example.org, active true" \
+  "3 rows updated" "after a rolled-back DELETE: 4 users" "deleted users without email: 1" \
+  "#2  Miles O'Brien    miles@example.org      age 42" 'relation "missing_table" does not exist' \
+  "duplicate key value violates unique constraint" "escaped:	Miles O''Brien" "dropped: true" "done"
+
 echo "examples: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

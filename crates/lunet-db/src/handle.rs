@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lunet_abi::ffi::{self, lua_State};
@@ -23,12 +23,20 @@ pub(crate) struct Shared<D: Driver> {
     pub conn: Mutex<Option<D::Conn>>,
     pub pending: Mutex<VecDeque<JobPtr<D>>>,
     pub info: D::Info,
+    /// Set by `close` (or the finaliser): statements still queued then
+    /// fail with "connection is closed" instead of running.
+    pub closing: AtomicBool,
 }
 
 impl<D: Driver> Shared<D> {
     pub fn new(conn: D::Conn, info: D::Info) -> Arc<Self> {
         LIVE.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Shared { conn: Mutex::new(Some(conn)), pending: Mutex::new(VecDeque::new()), info })
+        Arc::new(Shared {
+            conn: Mutex::new(Some(conn)),
+            pending: Mutex::new(VecDeque::new()),
+            info,
+            closing: AtomicBool::new(false),
+        })
     }
 
     /// Closes the connection if it is still open. Blocks while a statement

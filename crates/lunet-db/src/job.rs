@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
 
+use parking_lot::Mutex;
+
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::push_fail;
 use lunet_abi::LunetAbi;
 
 use crate::handle::{push_handle, Shared, LIVE};
-use crate::values::{push_exec, push_rows};
+use crate::values::{push_exec, push_rows, Output, Statement, StatementKind};
 use crate::{Driver, Exec, Param, Rows};
 
 pub(crate) const CLOSED: &str = "connection is closed";
@@ -36,15 +38,50 @@ pub(crate) struct Job<D: Driver> {
     abi: &'static LunetAbi,
     op: Op<D>,
     out: Outcome<D>,
-    /// Set (release) by whichever thread ran the statement, once `out` is final.
+    /// The connection a statement or close works on (a second reference,
+    /// so that finding it never reads `op` while another thread runs it).
+    target: Option<Arc<Shared<D>>>,
+    /// Completion, shared with whichever thread runs the job.
+    waiter: Arc<Waiter>,
+    /// Whether the job has been put in its connection's queue. Only read
+    /// and written with that queue's lock held.
+    queued: bool,
+}
+
+/// How the thread that runs a job tells the pool thread that owns it.
+/// Shared through an `Arc` so the runner never touches the job itself after
+/// marking it done (its owner may free it from then on).
+pub(crate) struct Waiter {
+    /// Set (release) by whichever thread ran the job, once `out` is final.
     done: AtomicBool,
-    /// The pool thread waiting for this job, unparked when it is done.
-    owner: Option<Thread>,
+    /// The pool thread waiting for the job, once its work has started.
+    thread: Mutex<Option<Thread>>,
+}
+
+impl Waiter {
+    fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Wakes the owner, if it is waiting (and is not the calling thread).
+    fn wake(&self) {
+        let owner = self.thread.lock().clone();
+        if let Some(t) = owner {
+            if t.id() != std::thread::current().id() {
+                t.unpark();
+            }
+        }
+    }
 }
 
 impl<D: Driver> Job<D> {
     pub fn new(abi: &'static LunetAbi, op: Op<D>) -> Box<Self> {
-        Box::new(Job { abi, op, out: Outcome::Pending, done: AtomicBool::new(false), owner: None })
+        let target = match &op {
+            Op::Query { shared, .. } | Op::Exec { shared, .. } | Op::Close(shared) => Some(shared.clone()),
+            Op::Open(_) => None,
+        };
+        let waiter = Arc::new(Waiter { done: AtomicBool::new(false), thread: Mutex::new(None) });
+        Box::new(Job { abi, op, out: Outcome::Pending, target, waiter, queued: false })
     }
 }
 
@@ -70,23 +107,73 @@ fn execute<D: Driver>(conn: &mut Option<D::Conn>, op: &mut Op<D>) -> Outcome<D> 
     }
 }
 
-/// Runs the job behind `p` with the connection held, catching panics, and
-/// marks it done. Its owner must not be touched afterwards except through
-/// the `Thread` handle taken here.
+/// Stores the outcome of the job behind `p`, marks it done and wakes its
+/// owner. The job must not be touched afterwards (its owner may free it).
 ///
 /// # Safety
-/// `p` is a queued job not yet done; its owner waits for `done`.
+/// `p` is a job popped from its connection's queue, not yet done.
+unsafe fn complete<D: Driver>(p: *mut Job<D>, out: Outcome<D>) {
+    let waiter = (*p).waiter.clone();
+    (*p).out = out;
+    waiter.done.store(true, Ordering::Release);
+    waiter.wake();
+}
+
+/// Runs the job behind `p` with the connection held, catching panics, and
+/// completes it.
+///
+/// # Safety
+/// As for [`complete`].
 unsafe fn run_queued<D: Driver>(conn: &mut Option<D::Conn>, p: *mut Job<D>) {
     let op = &mut (*p).op;
     let out = catch_unwind(AssertUnwindSafe(|| execute::<D>(conn, op)))
         .unwrap_or_else(|e| Outcome::Failed(format!("{} internal error: {}", D::NAME, panic_text(e))));
-    (*p).out = out;
-    let owner = (*p).owner.clone();
-    (*p).done.store(true, Ordering::Release);
-    if let Some(t) = owner {
-        if t.id() != std::thread::current().id() {
-            t.unpark();
+    complete(p, out);
+}
+
+/// The statement a queued job runs, for [`Driver::batch`].
+unsafe fn statement_of<'a, D: Driver>(p: *mut Job<D>) -> Option<Statement<'a>> {
+    let st = match &(*p).op {
+        Op::Query { sql, params, .. } => Statement::new(StatementKind::Query, sql, params),
+        Op::Exec { sql, params, .. } => Statement::new(StatementKind::Exec, sql, params),
+        _ => return None,
+    };
+    Some(match &(*p).target {
+        Some(shared) => st.with_closing(&(*Arc::as_ptr(shared)).closing),
+        None => st,
+    })
+}
+
+/// Runs several queued statements through [`Driver::batch`] and completes
+/// each with its own outcome.
+///
+/// # Safety
+/// As for [`complete`], for every job in `jobs`.
+unsafe fn run_batch<D: Driver>(conn: &mut Option<D::Conn>, jobs: &[*mut Job<D>]) {
+    let stmts: Option<Vec<Statement<'_>>> = jobs.iter().map(|&p| statement_of(p)).collect();
+    let (Some(c), Some(mut stmts)) = (conn.as_mut(), stmts) else {
+        for &p in jobs {
+            run_queued(conn, p);
         }
+        return;
+    };
+    let why = catch_unwind(AssertUnwindSafe(|| D::batch(c, &mut stmts)))
+        .err()
+        .map(|e| format!("{} internal error: {}", D::NAME, panic_text(e)));
+    let outs: Vec<Outcome<D>> = stmts
+        .into_iter()
+        .map(|s| match s.outcome {
+            Some(Ok(Output::Rows(rows))) => Outcome::Rows(rows),
+            Some(Ok(Output::Exec(e))) => Outcome::Exec(e),
+            Some(Err(e)) => Outcome::Failed(e),
+            None if why.is_none() && s.closing() => Outcome::Failed(CLOSED.into()),
+            None => Outcome::Failed(
+                why.clone().unwrap_or_else(|| format!("{} internal error: statement was not run", D::NAME)),
+            ),
+        })
+        .collect();
+    for (&p, out) in jobs.iter().zip(outs) {
+        complete(p, out);
     }
 }
 
@@ -94,91 +181,154 @@ unsafe fn run_queued<D: Driver>(conn: &mut Option<D::Conn>, p: *mut Job<D>) {
 /// connection on (bounds how long its own coroutine waits to be resumed).
 const SERVE_AFTER_OWN: usize = 16;
 
+/// Most statements handed to one [`Driver::batch`] call.
+const MAX_BATCH: usize = 32;
+
 /// Flat combining over one connection. Statements on a connection must run
 /// one at a time; instead of every pool thread blocking on the connection's
 /// lock in turn (a sleep and a wake-up per statement), a job is queued on the
-/// connection and whichever thread holds the lock runs the queued jobs in
-/// order, back to back; their owners just wait to be told they are done.
+/// connection — when it is submitted, before a pool thread even picks it up
+/// — and whichever thread holds the lock runs the queued jobs in order,
+/// several at a time through [`Driver::batch`] (which a driver may
+/// pipeline). A job that was run before its own pool work started finds
+/// itself done and returns at once.
 ///
 /// Invariant: a job is in the queue until a lock holder pops and runs it,
-/// and every thread that releases the lock looks at the queue afterwards, so
-/// no queued job is left without a thread that will run it.
+/// its own pool work does not return before it is done, and every thread
+/// that releases the lock looks at the queue afterwards, so no queued job is
+/// left without a thread that will run it.
 ///
 /// # Safety
 /// `me` is the job this pool thread owns; it stays alive until done.
 unsafe fn run_serialised<D: Driver>(shared: &Shared<D>, me: *mut Job<D>) {
-    (*me).owner = Some(std::thread::current());
-    shared.pending.lock().push_back(JobPtr(me));
+    let mine = (*me).waiter.clone();
+    *mine.thread.lock() = Some(std::thread::current());
+    enqueue(shared, me);
     loop {
-        serve(shared, me);
-        if (*me).done.load(Ordering::Acquire) {
+        if mine.is_done() {
+            return;
+        }
+        serve(shared, &mine);
+        if mine.is_done() {
             return;
         }
         std::thread::park(); // woken by whoever runs our job, or hands us the lock
     }
 }
 
+/// Puts `p` in its connection's queue unless it already is (or was). Called
+/// by `submit` on the loop thread and by the job's own pool work, whichever
+/// comes first.
+///
+/// # Safety
+/// `p` is a live job of `shared`, not yet freed.
+unsafe fn enqueue<D: Driver>(shared: &Shared<D>, p: *mut Job<D>) {
+    let mut q = shared.pending.lock();
+    if !(*p).queued {
+        (*p).queued = true;
+        q.push_back(JobPtr(p));
+    }
+}
+
+/// Whether a queued job is a statement (not a close).
+fn is_statement<D: Driver>(p: *mut Job<D>) -> bool {
+    unsafe { matches!((*p).op, Op::Query { .. } | Op::Exec { .. }) }
+}
+
+/// Pops the next jobs to run: up to `max` statements in queue order, or a
+/// single job of another kind (a close).
+fn take_batch<D: Driver>(shared: &Shared<D>, max: usize) -> Vec<*mut Job<D>> {
+    let mut q = shared.pending.lock();
+    let mut out = Vec::new();
+    while out.len() < max {
+        let Some(JobPtr(p)) = q.front() else { break };
+        let statement = is_statement(*p);
+        if !statement && !out.is_empty() {
+            break;
+        }
+        if let Some(JobPtr(p)) = q.pop_front() {
+            out.push(p);
+        }
+        if !statement {
+            break;
+        }
+    }
+    out
+}
+
 /// Takes the connection if it is free and runs queued jobs (see
 /// [`run_serialised`]). Returns when the lock is taken by someone else, the
 /// queue is empty, or our own job is done and we have served our share.
-unsafe fn serve<D: Driver>(shared: &Shared<D>, me: *mut Job<D>) {
+unsafe fn serve<D: Driver>(shared: &Shared<D>, mine: &Waiter) {
     let mut extra = 0usize;
     loop {
         let Some(mut conn) = shared.conn.try_lock() else { return };
         loop {
-            if (*me).done.load(Ordering::Relaxed) {
-                if extra >= SERVE_AFTER_OWN {
-                    break;
-                }
-                extra += 1;
+            let own_done = mine.done.load(Ordering::Relaxed);
+            let max = if own_done { SERVE_AFTER_OWN.saturating_sub(extra).min(MAX_BATCH) } else { MAX_BATCH };
+            if max == 0 {
+                break;
             }
-            let next = shared.pending.lock().pop_front();
-            let Some(JobPtr(p)) = next else { break };
-            run_queued::<D>(&mut conn, p);
+            let jobs = take_batch(shared, max);
+            if shared.closing.load(Ordering::Acquire) && !jobs.is_empty() && is_statement(jobs[0]) {
+                // Queued before the close, not started: they see the close.
+                for &p in &jobs {
+                    complete(p, Outcome::Failed(CLOSED.into()));
+                }
+            } else {
+                match jobs.len() {
+                    0 => break,
+                    1 => run_queued::<D>(&mut conn, jobs[0]),
+                    _ => run_batch::<D>(&mut conn, &jobs),
+                }
+            }
+            if own_done {
+                extra += jobs.len();
+            }
         }
         drop(conn);
         // Someone may have queued a job after our last look and found the lock taken.
-        let head_owner = {
+        let head = {
             let q = shared.pending.lock();
             match q.front() {
                 None => return,
-                Some(JobPtr(p)) => (**p).owner.clone(),
+                Some(JobPtr(p)) => (**p).waiter.clone(),
             }
         };
-        if (*me).done.load(Ordering::Relaxed) {
-            // Hand over: the head's owner serves from here on.
-            if let Some(t) = head_owner {
-                t.unpark();
-            }
+        if mine.done.load(Ordering::Relaxed) {
+            // Hand over: the head's owner serves from here on (or, if its
+            // work has not started yet, will when it does).
+            head.wake();
             return;
         }
     }
 }
 
-/// A queued job, sent between pool threads.
+/// A queued job, sent between threads.
 pub(crate) struct JobPtr<D: Driver>(*mut Job<D>);
 
 // SAFETY: the job is only touched by the thread holding the connection (to
-// run it) and, through `done`, by its owner, which waits for it.
+// run it) and, through its `Waiter`, by its owner, which waits for it.
 unsafe impl<D: Driver> Send for JobPtr<D> {}
 
 /// Wakes the owner of the first queued job, after the connection's lock was
 /// taken and released outside [`serve`] (closing without the pool), so the
 /// queue does not stall.
 pub(crate) fn kick<D: Driver>(shared: &Shared<D>) {
-    let owner = shared.pending.lock().front().and_then(|p| unsafe { (*p.0).owner.clone() });
-    if let Some(t) = owner {
-        t.unpark();
+    let head = shared.pending.lock().front().map(|p| unsafe { (*p.0).waiter.clone() });
+    if let Some(w) = head {
+        w.wake();
     }
 }
 
 /// Runs on a pool thread.
 unsafe fn run<D: Driver>(job: *mut Job<D>) {
-    let shared = match &(*job).op {
-        Op::Query { shared, .. } | Op::Exec { shared, .. } | Op::Close(shared) => Some(shared.clone()),
-        Op::Open(_) => None,
-    };
-    if let Some(shared) = shared {
+    if let Some(shared) = (*job).target.clone() {
+        if matches!((*job).op, Op::Close(_)) && shared.conn.is_locked() {
+            // A statement is running: ask the server to stop it rather than
+            // wait for it (the closing flag keeps the queued ones from starting).
+            let _ = catch_unwind(AssertUnwindSafe(|| D::interrupt(&shared.info)));
+        }
         // From here on another thread may run this job: no references into it.
         return run_serialised(&shared, job);
     }
@@ -197,14 +347,24 @@ unsafe fn run<D: Driver>(job: *mut Job<D>) {
 /// caller must then `return lua_yield(co, 0)`. Gives the job back if the core
 /// refused it (the runtime is shutting down).
 ///
+/// A statement or close is also put in its connection's queue right away,
+/// so a thread already working on that connection can run it (several at a
+/// time) before a pool thread picks up this job's own work.
+///
 /// # Safety
 /// Loop thread; with a non-null `co`, the running coroutine, checked yieldable.
 pub(crate) unsafe fn submit<D: Driver>(co: *mut lua_State, job: Box<Job<D>>) -> Result<(), Box<Job<D>>> {
     let abi = job.abi;
+    let target = job.target.clone();
     let data = Box::into_raw(job);
     let rc = (abi.queue_work)(abi.ctx, co, data.cast(), work::<D>, after::<D>);
     if rc != 0 {
         return Err(Box::from_raw(data));
+    }
+    // The job cannot be freed before this returns: that happens in `after`,
+    // on this (the loop) thread.
+    if let Some(shared) = target {
+        enqueue(&shared, data);
     }
     Ok(())
 }
@@ -323,7 +483,18 @@ mod tests {
         fn exec(_: &mut MockConn, _: &[u8], _: &[Param]) -> Result<Exec, String> {
             Ok(Exec::default())
         }
+
+        /// The default, plus a record of the largest batch seen.
+        fn batch(conn: &mut MockConn, batch: &mut [Statement<'_>]) {
+            LARGEST_BATCH.fetch_max(batch.len(), Ordering::SeqCst);
+            for s in batch.iter_mut() {
+                let run = catch_unwind(AssertUnwindSafe(|| s.run_alone::<Mock>(conn)));
+                s.outcome = Some(run.unwrap_or_else(|e| Err(format!("mock internal error: {}", panic_text(e)))));
+            }
+        }
     }
+
+    static LARGEST_BATCH: AtomicUsize = AtomicUsize::new(0);
 
     unsafe extern "C" fn no_queue(_: *mut c_void, _: *mut lua_State, _: *mut c_void, _: lunet_abi::WorkFn, _: lunet_abi::AfterFn) -> c_int {
         -1
@@ -367,7 +538,7 @@ mod tests {
                         let p = Box::into_raw(job);
                         unsafe { work::<Mock>(p.cast()) };
                         let job = unsafe { Box::from_raw(p) };
-                        assert!(job.done.load(Ordering::Acquire));
+                        assert!(job.waiter.is_done());
                         if let Err(e) = outcome(&job) {
                             assert!(e.contains("internal error: deliberate"), "{e}");
                             failures += 1;
@@ -381,6 +552,72 @@ mod tests {
         assert_eq!(failures, 32);
         assert_eq!(ran.load(Ordering::SeqCst), 8 * 2000 - 32);
         assert!(shared.pending.lock().is_empty());
+    }
+
+    #[test]
+    fn jobs_queued_at_submit_are_run_in_batches_by_the_thread_holding_the_connection() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let shared = Shared::<Mock>::new(MockConn { inside: Arc::new(AtomicBool::new(false)), ran: ran.clone() }, ());
+        let abi = abi();
+        // As `submit` does: every job is in the connection's queue before any pool work starts.
+        let jobs: Vec<usize> = (0..60)
+            .map(|_| {
+                let p = Box::into_raw(Job::<Mock>::new(abi, Op::Query { shared: shared.clone(), sql: b"ok".to_vec(), params: vec![] }));
+                unsafe { enqueue(&shared, p) };
+                p as usize
+            })
+            .collect();
+        // The first job's work runs its own and others, several at a time.
+        unsafe { work::<Mock>(jobs[0] as *mut c_void) };
+        assert!(LARGEST_BATCH.load(Ordering::SeqCst) > 1);
+        let done_early = jobs.iter().filter(|&&p| unsafe { (*(p as *mut Job<Mock>)).waiter.is_done() }).count();
+        assert!(done_early > 1 && done_early < 60, "{done_early}");
+        // The others' work, started later from several threads, finishes the rest;
+        // the ones already done return at once.
+        let threads: Vec<_> = jobs[1..]
+            .chunks(13)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                std::thread::spawn(move || {
+                    for p in chunk {
+                        unsafe { work::<Mock>(p as *mut c_void) };
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for p in jobs {
+            let job = unsafe { Box::from_raw(p as *mut Job<Mock>) };
+            assert!(job.waiter.is_done());
+            assert_eq!(outcome(&job), Ok(()));
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 60);
+        assert!(shared.pending.lock().is_empty());
+    }
+
+    #[test]
+    fn statements_queued_before_a_close_see_it_instead_of_running() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let shared = Shared::<Mock>::new(MockConn { inside: Arc::new(AtomicBool::new(false)), ran: ran.clone() }, ());
+        let abi = abi();
+        let jobs: Vec<*mut Job<Mock>> = (0..3)
+            .map(|_| {
+                let p = Box::into_raw(Job::<Mock>::new(abi, Op::Query { shared: shared.clone(), sql: b"ok".to_vec(), params: vec![] }));
+                unsafe { enqueue(&shared, p) };
+                p
+            })
+            .collect();
+        shared.closing.store(true, Ordering::Release);
+        for &p in &jobs {
+            unsafe { work::<Mock>(p.cast()) };
+        }
+        for p in jobs {
+            let job = unsafe { Box::from_raw(p) };
+            assert_eq!(outcome(&job), Err(CLOSED.to_string()));
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
     }
 
     #[test]

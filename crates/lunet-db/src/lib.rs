@@ -30,7 +30,7 @@ mod lua_api;
 mod values;
 
 pub use lua_api::open_module;
-pub use values::{count_mismatch, double_quotes, Exec, Param, Rows, Value};
+pub use values::{count_mismatch, double_quotes, Exec, Output, Param, Rows, Statement, StatementKind, Value};
 
 use std::ffi::{c_int, CStr};
 
@@ -75,6 +75,45 @@ pub trait Driver: Sized + 'static {
     /// may be a script of several statements (all are run); with `params`, it
     /// must be exactly one statement.
     fn exec(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Exec, String>;
+
+    /// Runs statements that were queued on one connection, in queue order,
+    /// setting each one's `outcome`. Called instead of [`Driver::query`] /
+    /// [`Driver::exec`] when several statements (from different coroutines)
+    /// are waiting for the connection at once, so that a driver whose
+    /// protocol can pipeline them (send them all, then read all the results)
+    /// saves a round trip per statement. Each statement must behave exactly
+    /// as if it had been run alone, in that order. Once a statement's
+    /// `closing()` is true the script has closed the connection: statements
+    /// not yet started are left without an outcome (they report "connection
+    /// is closed"). The default runs them one by one, each with its own
+    /// panic guard.
+    fn batch(conn: &mut Self::Conn, batch: &mut [Statement<'_>]) {
+        for s in batch.iter_mut() {
+            if s.closing() {
+                break;
+            }
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run_alone::<Self>(conn)));
+            s.outcome = Some(run.unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|m| m.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(format!("{} internal error: {what}", Self::NAME))
+            }));
+        }
+    }
+
+    /// Asks the server to stop the statement running on a connection right
+    /// now (libpq's cancel request, for instance), from another thread and
+    /// without the connection's lock: only `info` is available. Called on a
+    /// pool thread when the connection is closed while a statement runs on
+    /// it, so that the close does not wait for a long statement to finish.
+    /// May block briefly. The default does nothing: the statement runs to
+    /// its end, then the connection closes.
+    fn interrupt(info: &Self::Info) {
+        let _ = info;
+    }
 
     /// Closes a connection (the default drops it). May block: it runs on the pool.
     fn close(conn: Self::Conn) {

@@ -85,6 +85,7 @@ unsafe fn close_handle<D: Driver>(L: *mut lua_State, h: &mut Handle<D>) {
     }
     h.closed = true;
     if let Some(shared) = h.shared() {
+        shared.closing.store(true, Ordering::Release);
         close_in_background(abi_of(L), shared);
     }
 }

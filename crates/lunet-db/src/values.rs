@@ -4,6 +4,7 @@
 //! runs on the pool.
 
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{push_bytes, type_name, Raise};
@@ -90,6 +91,63 @@ impl Rows {
 pub struct Exec {
     pub affected_rows: u64,
     pub last_insert_id: i64,
+}
+
+/// Which function a queued statement came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementKind {
+    /// `query`: wants the rows.
+    Query,
+    /// `exec`: wants what changed (and may be a script when it has no parameters).
+    Exec,
+}
+
+/// What a statement produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Rows(Rows),
+    Exec(Exec),
+}
+
+/// One statement of a batch handed to [`crate::Driver::batch`]: what to run,
+/// and where the driver puts its outcome.
+#[derive(Debug)]
+pub struct Statement<'a> {
+    pub kind: StatementKind,
+    pub sql: &'a [u8],
+    pub params: &'a [Param],
+    /// Set by the driver: `Rows` for a query, `Exec` for an exec, or the
+    /// error. Left `None`, the statement is reported as not run, or as
+    /// "connection is closed" once [`Statement::closing`] is true.
+    pub outcome: Option<Result<Output, String>>,
+    closing: Option<&'a AtomicBool>,
+}
+
+impl<'a> Statement<'a> {
+    pub fn new(kind: StatementKind, sql: &'a [u8], params: &'a [Param]) -> Statement<'a> {
+        Statement { kind, sql, params, outcome: None, closing: None }
+    }
+
+    pub(crate) fn with_closing(mut self, flag: &'a AtomicBool) -> Statement<'a> {
+        self.closing = Some(flag);
+        self
+    }
+
+    /// Whether the connection has been closed by the script since this
+    /// batch was taken: a driver should not start statements it has not
+    /// sent yet (leave their `outcome` as `None`).
+    pub fn closing(&self) -> bool {
+        self.closing.is_some_and(|f| f.load(Ordering::Acquire))
+    }
+
+    /// Runs the statement alone through [`crate::Driver::query`] or
+    /// [`crate::Driver::exec`], as if it had not been batched.
+    pub fn run_alone<D: crate::Driver>(&self, conn: &mut D::Conn) -> Result<Output, String> {
+        match self.kind {
+            StatementKind::Query => D::query(conn, self.sql, self.params).map(Output::Rows),
+            StatementKind::Exec => D::exec(conn, self.sql, self.params).map(Output::Exec),
+        }
+    }
 }
 
 /// The one wording of a parameter count mismatch, for every driver.
