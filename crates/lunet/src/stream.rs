@@ -263,10 +263,15 @@ fn high_water(read_size: usize) -> usize {
     (4 * read_size).max(256 * 1024)
 }
 
+/// libuv reads again whenever a read fills the buffer it was given, and that
+/// second read usually finds nothing (EAGAIN). So libuv gets twice the read
+/// size; bytes beyond `read_size` wait in the connection's pending buffer, and
+/// `read` still never returns more than `read_size`.
 unsafe extern "C" fn on_alloc(h: *mut uv::uv_handle_t, _suggested: usize, buf: *mut uv::uv_buf_t) {
     let st = &mut (*(*((*h).data as *mut Sock)).rt).streams;
-    if st.rx.len() != st.read_size {
-        st.rx = vec![0; st.read_size];
+    let want = 2 * st.read_size;
+    if st.rx.len() != want {
+        st.rx = vec![0; want];
     }
     (*buf).base = st.rx.as_mut_ptr().cast();
     (*buf).len = st.rx.len();
@@ -283,7 +288,14 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
         if (*s).reader.is_some() && (*s).pending.len() == (*s).pos {
             let w = take_reader(s);
             let rx = &(*rt).streams.rx;
-            let data = &rx[..n];
+            let first = n.min((*rt).streams.read_size);
+            if first < n {
+                let sk = &mut *s;
+                sk.pending.clear();
+                sk.pos = 0;
+                sk.pending.extend_from_slice(&rx[first..n]);
+            }
+            let data = &rx[..first];
             sched::wake(rt, w, |co| {
                 push_bytes(co, data);
                 1
