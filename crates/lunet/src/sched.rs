@@ -89,6 +89,21 @@ pub unsafe fn wake(rt: *mut Runtime, w: Waiter, push: impl FnOnce(*mut lua_State
     ffi::lua_settop(aux, -2);
 }
 
+/// Ends a wait because what it waited on is going away: resumes the coroutine
+/// with the values `push` gives when `resume` is set and the runtime is not
+/// shutting down, and otherwise only releases the wait (finalisers and
+/// shutdown never run Lua code in a parked coroutine).
+///
+/// # Safety
+/// As for [`wake`].
+pub unsafe fn end(rt: *mut Runtime, w: Waiter, resume: bool, push: impl FnOnce(*mut lua_State) -> c_int) {
+    if resume && !(*rt).closing {
+        wake(rt, w, push);
+    } else {
+        w.cancel(rt);
+    }
+}
+
 /// Starts a new coroutine: `co` holds the function and `nargs` arguments.
 ///
 /// # Safety

@@ -130,14 +130,10 @@ unsafe extern "C" fn on_signal(h: *mut uv::uv_signal_t, signum: c_int) {
     // joins the (still started) handle's new list for the next delivery.
     let batch = std::mem::take(&mut w.waiters);
     for (waiter, name) in batch {
-        if (*rt).closing {
-            waiter.cancel(rt);
-        } else {
-            sched::wake(rt, waiter, |co| {
-                push_bytes(co, &name);
-                1
-            });
-        }
+        sched::end(rt, waiter, true, |co| {
+            push_bytes(co, &name);
+            1
+        });
     }
     if let Some(w) = (*rt).signals.watches.get(&signum) {
         if w.waiters.is_empty() {

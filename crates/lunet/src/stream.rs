@@ -439,10 +439,6 @@ unsafe extern "C" fn on_write(req: *mut uv::uv_write_t, status: c_int) {
     let rt = (*s).rt;
     (*s).writes -= 1;
     let Some(w) = wr.waiter else { return };
-    if (*rt).closing {
-        w.cancel(rt);
-        return;
-    }
     let msg = if status == 0 {
         None
     } else if status == uv::uv_errno_t_UV_ECANCELED as c_int || (*s).closed {
@@ -450,7 +446,7 @@ unsafe extern "C" fn on_write(req: *mut uv::uv_write_t, status: c_int) {
     } else {
         Some(strerror(status))
     };
-    sched::wake(rt, w, |co| {
+    sched::end(rt, w, true, |co| {
         match &msg {
             None => ffi::lua_pushnil(co),
             Some(m) => push_bytes(co, m.as_bytes()),
@@ -561,11 +557,7 @@ pub unsafe fn close(s: *mut Sock, wake: bool) {
     (*s).pos = 0;
     uv::uv_close(Sock::handle(s), Some(on_close));
     for (w, msg) in woken {
-        if wake && !(*rt).closing {
-            sched::wake(rt, w, |co| lunet_abi::lua::push_fail(co, msg));
-        } else {
-            w.cancel(rt);
-        }
+        sched::end(rt, w, wake, |co| lunet_abi::lua::push_fail(co, msg));
     }
 }
 

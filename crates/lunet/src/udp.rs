@@ -348,11 +348,7 @@ pub unsafe fn close(s: *mut Udp, wake: bool) {
         uv::uv_close(Udp::handle(s), Some(on_close));
     }
     if let Some(w) = (*s).receiver.take() {
-        if wake && !(*rt).closing {
-            sched::wake(rt, w, |co| push_fail3(co, CLOSED));
-        } else {
-            w.cancel(rt);
-        }
+        sched::end(rt, w, wake, |co| push_fail3(co, CLOSED));
     }
 }
 
