@@ -50,6 +50,19 @@ end
 
 local clock = require("bench.clock")
 
+--- Polls `cond` with short sleeps until it is true (returns true) or `max_ms`
+-- (default 5000) of waiting have passed (returns false). From a coroutine; for
+-- things finished by fire-and-forget work.
+function M.eventually(cond, max_ms)
+  local waited = 0
+  while not cond() do
+    if waited >= (max_ms or 5000) then return false end
+    lunet.sleep(5)
+    waited = waited + 5
+  end
+  return true
+end
+
 --- Monotonic time in milliseconds (for lower-bound checks, never upper bounds).
 function M.now_ms()
   return clock() * 1000

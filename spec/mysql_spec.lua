@@ -31,15 +31,7 @@ local function conn(extra)
   return c
 end
 
-local function eventually(cond, max_ms)
-  local waited = 0
-  while not cond() do
-    if waited >= (max_ms or 5000) then return false end
-    lunet.sleep(5)
-    waited = waited + 5
-  end
-  return true
-end
+local eventually = H.eventually
 
 -- The server-side id of a connection.
 local function thread_id(c)

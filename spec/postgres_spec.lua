@@ -42,16 +42,7 @@ local function one(c, sql, ...)
   return rows[1]
 end
 
--- Polls `cond` with short sleeps (bounded).
-local function eventually(cond, max_ms)
-  local waited = 0
-  while not cond() do
-    if waited >= (max_ms or 5000) then return false end
-    lunet.sleep(5)
-    waited = waited + 5
-  end
-  return true
-end
+local eventually = H.eventually
 
 -- Lua source that sets `P` to the connection parameters (for subprocesses).
 local function params_src()

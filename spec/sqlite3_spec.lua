@@ -15,16 +15,7 @@ local function remove_db(path)
   for _, suffix in ipairs({ "", "-wal", "-shm", "-journal" }) do os.remove(path .. suffix) end
 end
 
--- Polls `cond` with short sleeps (bounded), for things finished by fire-and-forget work.
-local function eventually(cond, max_ms)
-  local waited = 0
-  while not cond() do
-    if waited >= (max_ms or 5000) then return false end
-    lunet.sleep(5)
-    waited = waited + 5
-  end
-  return true
-end
+local eventually = H.eventually
 
 describe("lunet.sqlite3", function()
   describe("loading", function()
