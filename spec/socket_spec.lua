@@ -346,7 +346,9 @@ describe("lunet.socket", function()
           assert.equal("connection refused", err)
         end
       end, 60000)
-      lunet.run()
+      -- A few more loop iterations for the last close callbacks (bounded, unlike
+      -- a bare lunet.run(), which a coroutine left over by a failed test could hold).
+      H.run(function() lunet.sleep(5) end)
       assert.equal(before, open_fds())
     end)
 
