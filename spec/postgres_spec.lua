@@ -901,11 +901,12 @@ describe("lunet.postgres", function()
     it("close during a running statement returns at once and cancels the statement", function()
       local ticks, ticks_at_close, ticks_at_result, result = 0, nil, nil, nil
       local live_before_close, live_after_close, before
+      local done = false
+      finally(function() done = true end) -- stop the ticker even if an assertion fails
       H.run(function()
         before = pg._connections()
         local c, observer = connect(), connect()
         local pid = one(c, "SELECT pg_backend_pid() AS pid").pid
-        local done = false
         lunet.spawn(function()
           while not done do ticks = ticks + 1; lunet.sleep(1) end
         end)
@@ -931,7 +932,8 @@ describe("lunet.postgres", function()
         assert.is_true(eventually(function() return ticks_at_result ~= nil and queued ~= nil end, 15000))
         assert.same({ nil, "connection is closed" }, queued)
         -- The connection is gone, on the server too, long before the 30 s statement would have ended.
-        assert.is_true(eventually(function() return pg._connections() == before + 1 end, 15000))
+        -- (<=: connections closed by earlier tests may finish closing meanwhile)
+        assert.is_true(eventually(function() return pg._connections() <= before + 1 end, 15000))
         assert.is_true(eventually(function()
           return one(observer, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1::int", pid).n == 0
         end, 15000))
