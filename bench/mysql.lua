@@ -32,10 +32,8 @@ local server = {
 }
 local dbname = ("lunet_bench_%d"):format(ffi.C.getpid())
 
-local function check(v, err)
-  if v == nil then error(err, 2) end
-  return v
-end
+local dbbench = require("bench.dbbench")
+local check = dbbench.check
 
 local function open(database)
   local p = { database = database }
@@ -46,25 +44,7 @@ end
 local SELECT = "SELECT id, name, score FROM items WHERE id = ?"
 local INSERT = "INSERT INTO items(name, score) VALUES (?, ?)"
 
--- Runs `n` statements from `coroutines` coroutines over `conns`; returns
--- seconds and the number run.
-local function measure(conns, coroutines, n, method, sql, args_of)
-  local per = math.floor(n / coroutines)
-  local finished, t0, t_end = 0, now(), nil
-  for k = 1, coroutines do
-    local c = conns[(k - 1) % #conns + 1]
-    lunet.spawn(function()
-      for i = 1, per do
-        local j = (k - 1) * per + i
-        check(c[method](c, sql, args_of(j)))
-      end
-      finished = finished + 1
-      if finished == coroutines then t_end = now() end
-    end)
-  end
-  while not t_end do lunet.sleep(50) end
-  return t_end - t0, per * coroutines
-end
+local measure = dbbench.measure
 
 -- Runs `f` in a coroutine and the loop until it is done; returns its error.
 local function phase(f)

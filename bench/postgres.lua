@@ -24,16 +24,7 @@
 -- its load.
 local lunet = require("lunet")
 local postgres = require("lunet.postgres")
-local ffi = require("ffi")
-ffi.cdef [[
-  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-  int clock_gettime(int clk, bench_timespec *tp);
-]]
-local ts = ffi.new("bench_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local now = require("bench.clock")
 
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or "") or 2
 local ROWS = 10000

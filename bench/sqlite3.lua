@@ -25,34 +25,13 @@ local function remove_db(p)
   for _, s in ipairs({ "", "-wal", "-shm" }) do os.remove(p .. s) end
 end
 
-local function check(v, err)
-  if v == nil then error(err, 2) end
-  return v
-end
+local dbbench = require("bench.dbbench")
+local check = dbbench.check
 
 local SELECT = "SELECT id, name, score FROM items WHERE id = ?"
 local INSERT = "INSERT INTO items(name, score) VALUES (?, ?)"
 
--- Runs `n` statements from `coroutines` coroutines over `conns`; returns seconds.
-local function measure(conns, coroutines, n, method, sql, args_of)
-  local per = math.floor(n / coroutines)
-  local finished, t0, t_end = 0, now(), nil
-  for k = 1, coroutines do
-    local c = conns[(k - 1) % #conns + 1]
-    lunet.spawn(function()
-      for i = 1, per do
-        local j = (k - 1) * per + i
-        check(c[method](c, sql, args_of(j)))
-      end
-      finished = finished + 1
-      if finished == coroutines then t_end = now() end
-    end)
-  end
-  -- Waits without disturbing the measurement much (the end time is taken by
-  -- the last coroutine to finish).
-  while not t_end do lunet.sleep(50) end
-  return t_end - t0, per * coroutines
-end
+local measure = dbbench.measure
 
 -- The core's own hand-off cost, for reference: an empty thread-pool job
 -- through the driver ABI (test module beside the build, if present).
