@@ -47,16 +47,6 @@ describe("driver ABI", function()
     assert.equal(before + 1, testmod.fired())
   end)
 
-  it("turns a panic in a Rust entry point into a Lua error, not an abort", function()
-    local ok, err = pcall(testmod.panic, "deliberate")
-    assert.is_false(ok)
-    assert.matches("lunet internal error: deliberate", err)
-    -- The process and the loop are still fine.
-    local s
-    H.run(function() s = testmod.sum(3, 0) end)
-    assert.equal(6, s)
-  end)
-
   it("guards its yielding functions like the core's", function()
     local ok, err = pcall(testmod.sum, 1, 0)
     assert.is_false(ok)

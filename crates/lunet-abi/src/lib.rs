@@ -15,6 +15,7 @@ use std::ffi::{c_int, c_void, CStr};
 pub use mlua::ffi;
 use mlua::ffi::lua_State;
 
+pub mod handle;
 pub mod lua;
 
 /// Bumped on any incompatible change to [`LunetAbi`].
@@ -32,8 +33,16 @@ pub type WorkFn = unsafe extern "C" fn(data: *mut c_void);
 /// (fire-and-forget work, or the runtime is shutting down); `data` is the
 /// pointer given to `queue_work`. With a non-null `co`, the function pushes the
 /// values the coroutine should receive and returns how many it pushed. It owns
-/// `data` from here on (free it). It must not raise Lua errors.
-pub type AfterFn = unsafe extern "C" fn(co: *mut lua_State, data: *mut c_void) -> c_int;
+/// `data` from here on (free it). It raises no Lua errors of its own.
+/// (Its pushes run inside a protected call: an allocation may raise, so it is
+/// a `C-unwind` function that keeps no state a Lua error could leave broken.)
+pub type AfterFn = unsafe extern "C-unwind" fn(co: *mut lua_State, data: *mut c_void) -> c_int;
+
+/// Runs on the loop thread when the coroutine waiting for a job stops
+/// waiting before the job finished (its wait timed out or was cancelled):
+/// the driver should make the running work return soon (interrupt the
+/// statement). `after` is still called, with a null `co`, once the work ends.
+pub type InterruptFn = unsafe extern "C" fn(data: *mut c_void);
 
 /// The table the core publishes. Fields are only ever appended; `size` lets a
 /// reader check that the fields it knows about are present.
@@ -46,7 +55,7 @@ pub struct LunetAbi {
     pub ctx: *mut c_void,
     /// Queues `work(data)` on libuv's thread pool. When it finishes, `after`
     /// runs on the loop thread; if `co` was non-null, the core then resumes `co`
-    /// with the values `after` pushed. With a non-null `co` the caller must
+    /// with the values `after` pushed (on a stack it is given). With a non-null `co` the caller must
     /// `return lua_yield(co, 0)` right after a successful call (and must have
     /// checked that `co` can yield). Returns 0, or a negative libuv error code,
     /// in which case nothing was queued and `data` still belongs to the caller.
@@ -55,6 +64,17 @@ pub struct LunetAbi {
             -> c_int,
     /// The core's `uv_loop_t *` (for diagnostics; drivers do not link libuv).
     pub uv_loop: unsafe extern "C" fn(ctx: *mut c_void) -> *mut c_void,
+    /// `queue_work` with an interrupt hook: the wait for the job honours the
+    /// task's deadline and cancellation like every lunet wait, and `interrupt`
+    /// (if given) is called when the wait ends early.
+    pub queue_work_interruptible: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        co: *mut lua_State,
+        data: *mut c_void,
+        work: WorkFn,
+        after: AfterFn,
+        interrupt: Option<InterruptFn>,
+    ) -> c_int,
 }
 
 /// Why a driver could not reach the core.
@@ -99,13 +119,20 @@ pub unsafe fn fetch(L: *mut lua_State) -> Result<&'static LunetAbi, FetchError> 
 /// through. Loading it yields a function `guard(name, raw)` that returns a Lua
 /// function which raises `<name> must be called from coroutine` on the main
 /// thread, `<name> called in non-yieldable context` where a yield is impossible,
-/// and otherwise tail-calls `raw` (a C function that may `lua_yield`).
+/// and otherwise calls `raw` (a C function that may `lua_yield`) and returns
+/// its results.
+///
+/// The call is deliberately not a tail call: the guard's frame stays on the
+/// stack while `raw` waits, so that a cancellation, raised at the first
+/// instruction the coroutine runs after its wait, is raised inside the guard,
+/// that is inside whatever `pcall` wrapped the waiting call.
 ///
 /// The check has to happen in Lua: the LuaJIT C API offers no portable way to
 /// ask whether the calling coroutine can yield, and registering a wait before a
 /// failed yield would later resume a coroutine that is not waiting.
 pub const GUARD_LUA: &str = r#"
 local isyieldable, running, error = coroutine.isyieldable, coroutine.running, error
+local function pass(...) return ... end
 return function(name, raw)
   local outside = name .. " must be called from coroutine"
   local blocked = name .. " called in non-yieldable context"
@@ -114,7 +141,7 @@ return function(name, raw)
       if running() == nil then error(outside, 2) end
       error(blocked, 2)
     end
-    return raw(...)
+    return pass(raw(...))
   end
 end
 "#;
@@ -127,7 +154,7 @@ mod tests {
     fn table_layout_is_stable() {
         // Drivers compiled against this crate read the table by offset.
         let ptr = std::mem::size_of::<usize>();
-        assert_eq!(std::mem::size_of::<LunetAbi>(), 8 + 3 * ptr);
+        assert_eq!(std::mem::size_of::<LunetAbi>(), 8 + 4 * ptr);
         assert_eq!(std::mem::offset_of!(LunetAbi, ctx), 8);
     }
 

@@ -4,9 +4,17 @@
 //!
 //! Why raw C functions: a yielding entry point must be able to
 //! `return lua_yield(L, n)`, which mlua's closures cannot do on LuaJIT.
-//! Why no raising inside the body: a Lua error is a foreign exception to Rust,
-//! and one that unwinds into `catch_unwind` aborts the process. Bodies return
-//! [`Raise`] instead and [`finish`] raises after `catch_unwind` has returned.
+//!
+//! The rule for Lua errors: they must be able to unwind through every frame
+//! between the Lua API call that raises and the Lua code that catches. Any
+//! call that allocates can raise (LuaJIT 2.1 propagates an error from a `__gc`
+//! finaliser that runs during the allocation, and memory can run out), and so
+//! can anything that calls a metamethod. Entry points are therefore plain
+//! `extern "C-unwind"` functions with no `catch_unwind` around their bodies: a
+//! Lua error unwinds through them (running `Drop`), while `catch_unwind` would
+//! abort the process on it. Rust panics in entry points are bugs (the misuse
+//! fuzzer hunts for them); bodies return [`Raise`] for programmer errors and
+//! [`finish`] raises after the body's locals are gone.
 
 use std::borrow::Cow;
 use std::ffi::{c_int, CStr};
@@ -33,8 +41,8 @@ impl From<String> for Raise {
 /// pushed (or `lua_yield`'s return value), or an error to raise.
 pub type Ret = Result<c_int, Raise>;
 
-/// Defines a raw Lua C function whose body cannot abort the process: panics
-/// become Lua errors, and [`Raise`] values are raised after unwinding ends.
+/// Defines a raw Lua C function. [`Raise`] values are raised after the body
+/// has returned (its locals dropped), like `luaL_error` would.
 ///
 /// ```ignore
 /// lua_fn! { fn l_answer(L) { push_int(L, 42); Ok(1) } }
@@ -45,9 +53,7 @@ macro_rules! lua_fn {
         $(#[$m])*
         #[allow(non_snake_case, unused_unsafe)]
         $vis unsafe extern "C-unwind" fn $name($L: *mut $crate::ffi::lua_State) -> ::std::ffi::c_int {
-            let r = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| -> $crate::lua::Ret {
-                unsafe { $body }
-            }));
+            let r = (|| -> $crate::lua::Ret { unsafe { $body } })();
             unsafe { $crate::lua::finish($L, r) }
         }
     };
@@ -57,18 +63,10 @@ macro_rules! lua_fn {
 ///
 /// # Safety
 /// Must be called directly by a Lua C function on its own state.
-pub unsafe fn finish(L: *mut lua_State, r: std::thread::Result<Ret>) -> c_int {
+pub unsafe fn finish(L: *mut lua_State, r: Ret) -> c_int {
     match r {
-        Ok(Ok(n)) => n,
-        Ok(Err(Raise(msg))) => raise(L, &msg),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            raise(L, &format!("lunet internal error: {what}"))
-        }
+        Ok(n) => n,
+        Err(Raise(msg)) => raise(L, &msg),
     }
 }
 
@@ -201,4 +199,20 @@ pub unsafe fn core_abi(L: *mut lua_State) -> Result<&'static crate::LunetAbi, Ra
         return Err(format!("{}: {why}", crate::FetchError::Missing).into());
     }
     crate::fetch(L).map_err(|e| Raise::from(e.to_string()))
+}
+
+/// Pushes `t[name]` for the table at `idx` without calling metamethods (a
+/// user's option table may have an `__index` that raises or yields).
+/// Pushes nil when the value at `idx` is not a table.
+///
+/// # Safety
+/// `L` must be valid with two free stack slots.
+pub unsafe fn raw_field(L: *mut lua_State, idx: c_int, name: &CStr) {
+    if ffi::lua_type(L, idx) != ffi::LUA_TTABLE {
+        ffi::lua_pushnil(L);
+        return;
+    }
+    let t = if idx < 0 && idx > ffi::LUA_REGISTRYINDEX { ffi::lua_gettop(L) + idx + 1 } else { idx };
+    ffi::lua_pushstring(L, name.as_ptr());
+    ffi::lua_rawget(L, t);
 }

@@ -403,7 +403,7 @@ unsafe extern "C" fn work<D: Driver>(data: *mut c_void) {
 
 /// `AfterFn`: on the loop thread. Pushes the outcome for `co` (if any) and
 /// frees the job. Must not unwind.
-unsafe extern "C" fn after<D: Driver>(co: *mut lua_State, data: *mut c_void) -> c_int {
+unsafe extern "C-unwind" fn after<D: Driver>(co: *mut lua_State, data: *mut c_void) -> c_int {
     let mut job = Box::from_raw(data as *mut Job<D>);
     let out = std::mem::replace(&mut job.out, Outcome::Pending);
     if co.is_null() {
@@ -499,6 +499,16 @@ mod tests {
     unsafe extern "C" fn no_queue(_: *mut c_void, _: *mut lua_State, _: *mut c_void, _: lunet_abi::WorkFn, _: lunet_abi::AfterFn) -> c_int {
         -1
     }
+    unsafe extern "C" fn no_queue_int(
+        _: *mut c_void,
+        _: *mut lua_State,
+        _: *mut c_void,
+        _: lunet_abi::WorkFn,
+        _: lunet_abi::AfterFn,
+        _: Option<lunet_abi::InterruptFn>,
+    ) -> c_int {
+        -1
+    }
     unsafe extern "C" fn no_loop(_: *mut c_void) -> *mut c_void {
         std::ptr::null_mut()
     }
@@ -510,6 +520,7 @@ mod tests {
             ctx: std::ptr::null_mut(),
             queue_work: no_queue,
             uv_loop: no_loop,
+            queue_work_interruptible: no_queue_int,
         }))
     }
 

@@ -1,12 +1,13 @@
 //! The Lua-facing functions every driver shares, and the module table.
 //!
 //! Each is a raw C function (so it can `lua_yield`) generic over the driver,
-//! with the core's ABI table as upvalue 1. Bodies never call raising Lua API
-//! functions: they return [`Raise`] and `finish` raises once `catch_unwind`
-//! has returned. Yielding functions are wrapped in the core's Lua-side guard.
+//! with the core's ABI table as upvalue 1. Bodies return [`Raise`] for
+//! programmer errors and `finish` raises once they have returned; a Lua error
+//! raised inside (an allocation's finaliser) unwinds through them (no
+//! `catch_unwind`, see `lunet_abi::lua`). Yielding functions are wrapped in
+//! the core's Lua-side guard.
 
 use std::ffi::{c_int, c_void, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use lunet_abi::ffi::{self, lua_State};
@@ -27,8 +28,7 @@ unsafe fn abi_of(L: *mut lua_State) -> &'static LunetAbi {
 
 #[inline]
 unsafe fn entry(L: *mut lua_State, body: impl FnOnce() -> Ret) -> c_int {
-    let r = catch_unwind(AssertUnwindSafe(body));
-    finish(L, r)
+    finish(L, body())
 }
 
 fn bad_arg(n: c_int, fname: &str, expected: &str, got: &str) -> Raise {

@@ -47,7 +47,7 @@ unsafe extern "C" fn barrier_work(data: *mut c_void) {
     job.worker = Some(std::thread::current().id());
 }
 
-unsafe extern "C" fn sum_after(co: *mut lua_State, data: *mut c_void) -> c_int {
+unsafe extern "C-unwind" fn sum_after(co: *mut lua_State, data: *mut c_void) -> c_int {
     let job = Box::from_raw(data as *mut Sum);
     if co.is_null() {
         FIRED.fetch_add(1, Ordering::Relaxed);
@@ -118,19 +118,11 @@ lua_fn! {
 }
 
 lua_fn! {
-    /// `panic(msg)`: panics inside a raw entry point (must become a Lua error).
-    fn l_panic(L) {
-        let msg = lunet_abi::lua::to_bytes(L, 1).map(|b| String::from_utf8_lossy(b).into_owned());
-        panic!("{}", msg.unwrap_or_default());
-    }
-}
-
-lua_fn! {
     #[no_mangle]
     pub fn luaopen_lunet_testmod(L) {
         let abi = core_abi(L)?;
         ffi::lua_createtable(L, 0, 5);
-        for (name, f, yields) in [(c"sum", l_sum as ffi::lua_CFunction, true), (c"fire", l_fire, false), (c"fired", l_fired, false), (c"panic", l_panic, false), (c"barrier", l_barrier, true)] {
+        for (name, f, yields) in [(c"sum", l_sum as ffi::lua_CFunction, true), (c"fire", l_fire, false), (c"fired", l_fired, false), (c"barrier", l_barrier, true)] {
             ffi::lua_pushlightuserdata(L, abi as *const LunetAbi as *mut c_void);
             ffi::lua_pushcclosure(L, f, 1);
             if yields {

@@ -14,14 +14,14 @@ use lunet_abi::lua::push_fail;
 
 use crate::dns::{self, ResolveError, SockType};
 use crate::runtime::{strerror, Runtime};
-use crate::sched::{self, Waiter};
+use crate::sched::{self, Shape, Spec, WaitId};
 use crate::stream::{self, Family, Sock};
 
 pub const INVALID: &str = "invalid host or port";
 
 struct Connect {
     rt: *mut Runtime,
-    waiter: Option<Waiter>,
+    wait: Option<WaitId>,
     gai: uv::uv_getaddrinfo_t,
     req: uv::uv_connect_t,
     addrs: Vec<SocketAddr>,
@@ -36,7 +36,7 @@ impl Connect {
     fn new(rt: *mut Runtime, port: u16) -> *mut Connect {
         Box::into_raw(Box::new(Connect {
             rt,
-            waiter: None,
+            wait: None,
             // SAFETY: plain C request structs; all-zero before use.
             gai: unsafe { std::mem::zeroed() },
             req: unsafe { std::mem::zeroed() },
@@ -60,7 +60,7 @@ pub enum Start {
 ///
 /// # Safety
 /// `L` is the running coroutine (yieldability already checked).
-pub unsafe fn tcp(L: *mut lua_State, rt: *mut Runtime, host: &[u8], port: u16) -> Start {
+pub unsafe fn tcp(L: *mut lua_State, rt: *mut Runtime, host: &[u8], port: u16, timeout: Option<u64>) -> Start {
     let c = Connect::new(rt, port);
     if let Some(ip) = std::str::from_utf8(host).ok().and_then(dns::parse_ip) {
         (*c).addrs.push(SocketAddr::new(ip, port));
@@ -82,7 +82,7 @@ pub unsafe fn tcp(L: *mut lua_State, rt: *mut Runtime, host: &[u8], port: u16) -
             }
         }
     }
-    park(L, c);
+    park(L, c, timeout);
     Start::Wait
 }
 
@@ -90,7 +90,7 @@ pub unsafe fn tcp(L: *mut lua_State, rt: *mut Runtime, host: &[u8], port: u16) -
 ///
 /// # Safety
 /// `L` is the running coroutine (yieldability already checked).
-pub unsafe fn unix(L: *mut lua_State, rt: *mut Runtime, path: &[u8]) -> Start {
+pub unsafe fn unix(L: *mut lua_State, rt: *mut Runtime, path: &[u8], timeout: Option<u64>) -> Start {
     let Ok(cpath) = CString::new(path) else {
         return Start::Failed(push_fail(L, "invalid unix socket path"));
     };
@@ -108,13 +108,26 @@ pub unsafe fn unix(L: *mut lua_State, rt: *mut Runtime, path: &[u8]) -> Start {
         drop(Box::from_raw(c));
         return Start::Failed(push_fail(L, &strerror(rc)));
     }
-    park(L, c);
+    park(L, c, timeout);
     Start::Wait
 }
 
-unsafe fn park(L: *mut lua_State, c: *mut Connect) {
-    (*c).waiter = Some(Waiter::park((*c).rt, L));
+unsafe fn park(L: *mut lua_State, c: *mut Connect, timeout: Option<u64>) {
+    let spec = Spec::new(Shape::Two).timeout(timeout).unhook(unhook, c.cast());
+    (*c).wait = Some(sched::park((*c).rt, L, spec));
     (*(*c).rt).streams.connects.insert(c.cast());
+}
+
+/// The connect's wait ended early: stop the lookup or the attempt; their
+/// callbacks then find no wait and free the request.
+unsafe fn unhook(_rt: *mut Runtime, ctx: *mut c_void, _id: WaitId) {
+    let c = ctx as *mut Connect;
+    (*c).wait = None;
+    if (*c).sock.is_null() {
+        uv::uv_cancel(std::ptr::addr_of_mut!((*c).gai).cast());
+    } else {
+        stream::close((*c).sock, false);
+    }
 }
 
 /// Starts connecting to the next address. Err = the attempt could not start.
@@ -150,7 +163,7 @@ unsafe fn try_next(c: *mut Connect) {
 unsafe extern "C" fn on_resolved(req: *mut uv::uv_getaddrinfo_t, status: c_int, res: *mut uv::addrinfo) {
     let c = (*req).data as *mut Connect;
     let addrs = dns::collect(res, (*c).port);
-    if status != 0 || addrs.is_empty() || (*c).waiter.is_none() {
+    if status != 0 || addrs.is_empty() || (*c).wait.is_none() {
         let code = if status != 0 { status } else { uv::uv_errno_t_UV_EAI_NONAME as c_int };
         return finish(c, Err(code));
     }
@@ -161,7 +174,7 @@ unsafe extern "C" fn on_resolved(req: *mut uv::uv_getaddrinfo_t, status: c_int, 
 unsafe extern "C" fn on_connected(req: *mut uv::uv_connect_t, status: c_int) {
     let c = (*req).data as *mut Connect;
     let s = (*c).sock;
-    if status == 0 && (*c).waiter.is_some() && !(*s).is_closed() {
+    if status == 0 && (*c).wait.is_some() && !(*s).is_closed() {
         (*c).sock = std::ptr::null_mut();
         let rc = stream::begin(s);
         if rc != 0 {
@@ -176,7 +189,7 @@ unsafe extern "C" fn on_connected(req: *mut uv::uv_connect_t, status: c_int) {
     if status != 0 {
         (*c).last_error = status;
     }
-    if (*c).waiter.is_none() {
+    if (*c).wait.is_none() {
         return finish(c, Err((*c).last_error));
     }
     try_next(c);
@@ -186,12 +199,21 @@ unsafe fn finish(c: *mut Connect, result: Result<*mut Sock, c_int>) {
     let c = Box::from_raw(c);
     let rt = c.rt;
     (*rt).streams.connects.remove(&(Box::as_ref(&c) as *const Connect as *mut c_void));
-    match (c.waiter, result) {
-        (Some(w), Ok(s)) => sched::wake(rt, w, |co| {
-            stream::push(co, s);
-            1
-        }),
-        (Some(w), Err(rc)) => sched::wake(rt, w, |co| push_fail(co, &strerror(rc))),
+    match (c.wait, result) {
+        (Some(id), Ok(s)) => {
+            let mut taken = false;
+            sched::complete(rt, id, |co| {
+                taken = true;
+                stream::push(co, s);
+                1
+            });
+            if !taken {
+                stream::close(s, false);
+            }
+        }
+        (Some(id), Err(rc)) => {
+            sched::complete(rt, id, |co| push_fail(co, &strerror(rc)));
+        }
         (None, Ok(s)) => stream::close(s, false),
         (None, Err(_)) => {}
     }
@@ -206,8 +228,8 @@ pub unsafe fn shutdown(rt: *mut Runtime) {
     let pending: Vec<*mut c_void> = (*rt).streams.connects.iter().copied().collect();
     for p in pending {
         let c = p as *mut Connect;
-        if let Some(w) = (*c).waiter.take() {
-            w.cancel(rt);
+        if let Some(id) = (*c).wait.take() {
+            sched::forget(rt, id);
         }
         if (*c).sock.is_null() {
             // Still resolving: nothing will run its callback; forget it.

@@ -23,7 +23,7 @@ use lunet_abi::lua::{push_bytes, push_fail, to_bytes, to_number};
 use lunet_abi::lua_fn;
 
 use crate::runtime::{self, strerror, Runtime};
-use crate::sched::{self, Waiter};
+use crate::sched::{self, Shape, Spec, WaitId};
 
 /// Largest buffer one `fs.read` allocates (16 MiB). A larger request reads at
 /// most this many bytes, like any short read; callers loop until `""`.
@@ -45,7 +45,7 @@ enum Op {
 struct Req {
     fs: uv::uv_fs_t,
     rt: *mut Runtime,
-    waiter: Option<Waiter>,
+    waiter: Option<WaitId>,
     fd: c_int,
     op: Op,
 }
@@ -90,14 +90,14 @@ impl Fs {
         }
         let reqs: Vec<*mut Req> = fs.in_flight.iter().copied().collect();
         for req in reqs {
-            if let Some(w) = (*req).waiter.take() {
-                w.cancel(rt);
+            if let Some(id) = (*req).waiter.take() {
+                sched::forget(rt, id);
             }
         }
         for r in deferred {
             let mut r = Box::from_raw(r);
-            if let Some(w) = r.waiter.take() {
-                w.cancel(rt);
+            if let Some(id) = r.waiter.take() {
+                sched::forget(rt, id);
             }
         }
     }
@@ -133,8 +133,16 @@ unsafe fn finish_submit(L: *mut lua_State, rt: *mut Runtime, req: *mut Req, rc: 
     park(L, rt, req)
 }
 
+/// A wait that ended early: the request goes on (a close still closes, an
+/// open's descriptor is closed when it arrives) and nobody is resumed.
+unsafe fn unhook(_rt: *mut Runtime, ctx: *mut std::ffi::c_void, _id: WaitId) {
+    (*(ctx as *mut Req)).waiter = None;
+}
+
 unsafe fn park(L: *mut lua_State, rt: *mut Runtime, req: *mut Req) -> c_int {
-    (*req).waiter = Some(Waiter::park(rt, L));
+    // A close reports with one value, every other call with two.
+    let shape = if matches!((*req).op, Op::Close) { Shape::One } else { Shape::Two };
+    (*req).waiter = Some(sched::park(rt, L, Spec::new(shape).unhook(unhook, req.cast())));
     (*rt).fs.in_flight.insert(req);
     ffi::lua_yield(L, 0)
 }
@@ -457,13 +465,11 @@ unsafe extern "C" fn on_done(fs: *mut uv::uv_fs_t) {
 
     let opened = if let Outcome::Fd(fd) = outcome { Some(fd) } else { None };
     let mut delivered = false;
-    match waiter {
-        Some(w) if !(*rt).closing => sched::wake(rt, w, |co| {
+    if let Some(id) = waiter {
+        sched::complete(rt, id, |co| {
             delivered = true;
             push_outcome(co, outcome)
-        }),
-        Some(w) => w.cancel(rt),
-        None => {}
+        });
     }
     if let (Some(fd), false) = (opened, delivered) {
         // Nobody will ever see this descriptor: do not leak it.

@@ -22,35 +22,18 @@ pub mod stream;
 pub mod tcp;
 pub mod timer;
 pub mod trace;
+pub mod task;
 pub mod udp;
+pub mod waits;
 pub mod work;
 
 use std::ffi::c_int;
 
 use lunet_abi::ffi;
-use lunet_abi::lua::type_name;
+use lunet_abi::lua::run_chunk;
 use lunet_abi::lua_fn;
 
 use runtime::Kind::{Plain, Yields};
-
-lua_fn! {
-    /// `lunet.spawn(fn, ...)`: runs `fn(...)` in a new coroutine, now, up to its
-    /// first yield.
-    fn l_spawn(L) {
-        if ffi::lua_type(L, 1) != ffi::LUA_TFUNCTION {
-            return Err(format!("lunet.spawn expects a function (got {})", type_name(L, 1)).into());
-        }
-        let n = ffi::lua_gettop(L);
-        let co = ffi::lua_newthread(L); // stays on our stack, referenced, while it starts
-        ffi::lua_checkstack(L, n + 1);
-        for i in 1..=n {
-            ffi::lua_pushvalue(L, i);
-        }
-        ffi::lua_xmove(L, co, n);
-        sched::start(runtime::of(L), co, n - 1);
-        Ok(0)
-    }
-}
 
 lua_fn! {
     /// `require("lunet")`
@@ -60,18 +43,44 @@ lua_fn! {
         runtime::new_module(L, rt, "lunet", &[
             #[cfg(feature = "trace")]
             (c"_trace_leak", runtime::l_trace_leak, Plain),
-            (c"spawn", l_spawn, Plain),
+            (c"spawn", task::l_spawn, Plain),
             (c"sleep", timer::l_sleep, Yields),
             (c"run", runtime::l_run, Plain),
-            (c"_skip_loopback_restriction", runtime::l_skip_loopback, Plain),
+            (c"current", task::l_current, Plain),
+            (c"on_error", task::l_on_error, Plain),
+            (c"now", timer::l_now, Plain),
+            (c"hrtime", timer::l_hrtime, Plain),
+            (c"getpid", timer::l_getpid, Plain),
+            (c"stop", runtime::l_stop_all, Plain),
+            (c"_deadline_push", task::l_deadline_push, Plain),
+            (c"_deadline_pop", task::l_deadline_pop, Plain),
             (c"_loopback_restricted", runtime::l_loopback_restricted, Plain),
             (c"_trace", runtime::l_trace, Plain),
             (c"_pending", runtime::l_pending, Plain),
             (c"_stop", runtime::l_stop, Plain),
         ])?;
+        task::set_metatable(L, rt)?;
+        // The parts written in Lua: deadline, every.
+        run_chunk(L, CORE_LUA, c"=lunet").map_err(|e| format!("lunet: {e}"))?;
+        ffi::lua_pushvalue(L, -2);
+        ffi::lua_call(L, 1, 0);
         Ok(1 as c_int)
     }
 }
+
+/// Lua parts of the core module; called with the module table.
+const CORE_LUA: &str = include_str!("core.lua");
+
+lua_fn! {
+    /// `require("lunet.test")`: the test helper for users' busted specs.
+    #[no_mangle]
+    pub fn luaopen_lunet_test(L) {
+        run_chunk(L, TEST_LUA, c"=lunet.test").map_err(|e| format!("lunet.test: {e}"))?;
+        Ok(1 as c_int)
+    }
+}
+
+const TEST_LUA: &str = include_str!("test.lua");
 
 lua_fn! {
     /// `require("lunet.socket")`
@@ -88,6 +97,8 @@ lua_fn! {
             (c"getpeername", socket::l_getpeername, Plain),
             (c"getsockname", socket::l_getsockname, Plain),
             (c"set_read_buffer_size", socket::l_set_read_buffer_size, Plain),
+            (c"settimeout", socket::l_settimeout, Plain),
+            (c"settimeouts", socket::l_settimeouts, Plain),
         ])?;
         socket::set_metatable(L, rt);
         Ok(1 as c_int)
@@ -106,6 +117,7 @@ lua_fn! {
             (c"close", udp::l_close, Plain),
             (c"getsockname", udp::l_getsockname, Plain),
             (c"stats", udp::l_stats, Plain),
+            (c"settimeout", udp::l_settimeout, Plain),
             (c"_always_queue", udp::l_always_queue, Plain),
         ])?;
         udp::set_metatable(L, rt);

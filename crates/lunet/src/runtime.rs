@@ -14,7 +14,7 @@ use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{guard, Raise};
 use lunet_abi::{lua_fn, LunetAbi, ABI_VERSION, REGISTRY_KEY};
 
-use crate::{connect, fs, signal, stream, timer, trace, udp, work};
+use crate::{connect, fs, sched, signal, stream, trace, udp, work};
 
 const RUNTIME_KEY: &CStr = c"lunet.runtime";
 const SENTINEL_META: &CStr = c"lunet.runtime.sentinel";
@@ -23,15 +23,12 @@ pub struct Runtime {
     pub uv: *mut uv::uv_loop_t,
     /// A thread owned by the runtime, for stack work outside any coroutine.
     pub aux: *mut lua_State,
-    /// Coroutines currently parked in a lunet wait.
-    pub parked: usize,
     pub running: bool,
     /// Set at shutdown: callbacks release waiters instead of resuming them.
     pub closing: bool,
     /// Set by `lunet-run --dangerously-skip-loopback-restriction`.
     pub skip_loopback_restriction: bool,
-    pub timers: timer::Timers,
-    pub work: work::Work,
+    pub sched: sched::Sched,
     pub streams: stream::Streams,
     pub udp: udp::Udps,
     pub fs: fs::Fs,
@@ -73,12 +70,10 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
     let rt = Box::into_raw(Box::new(Runtime {
         uv: uv_loop,
         aux,
-        parked: 0,
         running: false,
         closing: false,
-        skip_loopback_restriction: false,
-        timers: timer::Timers::new(),
-        work: work::Work::default(),
+        skip_loopback_restriction: skip_loopback_from_env(),
+        sched: sched::Sched::new(),
         streams: stream::Streams::default(),
         udp: udp::Udps::default(),
         fs: fs::Fs::default(),
@@ -88,11 +83,13 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
             size: std::mem::size_of::<LunetAbi>() as u32,
             ctx: ptr::null_mut(),
             queue_work: work::abi_queue_work,
+            queue_work_interruptible: work::abi_queue_work_interruptible,
             uv_loop: abi_uv_loop,
         },
     }));
     (*rt).abi.ctx = rt.cast();
-    timer::Timers::init(rt);
+    sched::init(rt);
+    work::exit_guard();
     ignore_sigpipe();
     default_pool_size();
 
@@ -110,6 +107,17 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
     ffi::lua_setmetatable(L, -2);
     ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, SENTINEL_META.as_ptr());
     Ok(rt)
+}
+
+/// The loopback-only rule can only be lifted from outside Lua: by the
+/// environment variable [`SKIP_LOOPBACK_ENV`] set to `1` when the runtime is
+/// created (`lunet-run --dangerously-skip-loopback-restriction` sets it for
+/// itself just before loading lunet, and unsets it again).
+pub const SKIP_LOOPBACK_ENV: &CStr = c"LUNET_DANGEROUSLY_SKIP_LOOPBACK_RESTRICTION";
+
+unsafe fn skip_loopback_from_env() -> bool {
+    let v = libc::getenv(SKIP_LOOPBACK_ENV.as_ptr());
+    !v.is_null() && CStr::from_ptr(v).to_bytes() == b"1"
 }
 
 /// A peer that goes away must turn writes into `"broken pipe"` errors, not kill
@@ -199,6 +207,7 @@ lua_fn! {
             return Err("lunet.run called while the Lua state is closing".into());
         }
         (*rt).running = true;
+        (*rt).sched.stopping = false;
         uv::uv_run((*rt).uv, uv::uv_run_mode_UV_RUN_DEFAULT);
         (*rt).running = false;
         Ok(0)
@@ -206,9 +215,10 @@ lua_fn! {
 }
 
 lua_fn! {
-    /// `lunet._skip_loopback_restriction()`: used by `lunet-run` for its flag.
-    pub fn l_skip_loopback(L) {
-        (*of(L)).skip_loopback_restriction = true;
+    /// `lunet.stop()`: cancels every wait and makes `lunet.run()` return once
+    /// the cancelled coroutines have run.
+    pub fn l_stop_all(L) {
+        sched::stop(of(L));
         Ok(0)
     }
 }
@@ -250,7 +260,7 @@ lua_fn! {
 lua_fn! {
     /// `lunet._pending()` -> number of coroutines parked in lunet waits.
     pub fn l_pending(L) {
-        ffi::lua_pushnumber(L, (*of(L)).parked as f64);
+        ffi::lua_pushnumber(L, (*of(L)).sched.pending() as f64);
         Ok(1)
     }
 }
@@ -284,8 +294,7 @@ unsafe fn shutdown(rt: *mut Runtime) {
         return;
     }
     (*rt).closing = true;
-    timer::Timers::shutdown(rt);
-    work::Work::shutdown(rt);
+    sched::shutdown(rt);
     connect::shutdown(rt);
     stream::shutdown(rt);
     udp::shutdown(rt);

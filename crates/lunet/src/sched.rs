@@ -1,152 +1,868 @@
-//! The one place that parks, resumes and reports coroutines.
+//! The scheduler: it owns every wait and is the only place that resumes a
+//! coroutine.
 //!
-//! A coroutine waiting in a lunet operation is a [`Waiter`]: the coroutine plus
-//! a registry reference that keeps it alive (the script may hold no reference
-//! to it at all). Every libuv callback that completes a wait ends in [`wake`]
-//! or [`Waiter::cancel`]; nothing else calls `lua_resume`.
+//! A coroutine that waits in lunet (sleep, read, write, accept, connect, UDP
+//! receive, fs, signal, pool work, join) is an entry of one registry: the
+//! coroutine, a registry reference that keeps it alive, its task (if it is
+//! one), an optional deadline, how to unhook it from what it waits on, and the
+//! shape of its failure values. Modules keep only the [`WaitId`]; a completion
+//! whose id went stale (the wait timed out, was cancelled, or the runtime shut
+//! down) is ignored, so nothing is ever resumed twice or with the wrong values.
+//!
+//! Deadlines live in one indexed heap served by one libuv timer. `sleep(0)`,
+//! deferred resumes (cancellation, closing a handle from Lua code, joins) and
+//! deferred task starts go through one ready list served by an idle handle on
+//! the next loop iteration.
+//!
+//! Rules that keep Lua errors out of frames that cannot unwind them:
+//! - values for a resume are pushed on the runtime's own thread inside a
+//!   protected call and then moved onto the coroutine (a finaliser that runs
+//!   during those allocations runs on that thread, never on the parked
+//!   coroutine, and its error cannot escape into a libuv callback);
+//! - error objects are formatted, and the error hook called, inside protected
+//!   calls;
+//! - a new coroutine is never started where a yield would take LuaJIT's
+//!   "yield from a hook" path (inside a finaliser or a debug hook): it is
+//!   started on the next loop iteration instead, as is a spawn nested deeper
+//!   than [`MAX_DEPTH`] (so recursive spawning cannot overflow the C stack);
+//! - cancellation is raised inside the cancelled coroutine itself, by a
+//!   one-instruction count hook installed just for its resume.
 
-use std::ffi::c_int;
+use std::cell::Cell;
+use std::ffi::{c_int, c_void};
 use std::io::Write;
 
+use libuv_sys2 as uv;
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::to_bytes;
+use lunet_abi::lua::{push_bytes, to_bytes};
 
 use crate::runtime::Runtime;
+use crate::task::{self, Task};
 use crate::trace;
+use crate::waits::{DeadlineHeap, Slab};
 
-/// A coroutine parked in a lunet wait. Not `Clone`: exactly one owner ends it,
-/// by [`wake`] or [`Waiter::cancel`].
-#[derive(Debug)]
-pub struct Waiter {
+pub use crate::waits::WaitId;
+
+/// How deep spawns may nest (a task spawning a task before its first wait,
+/// and so on) before a new task's start is left to the next loop iteration.
+pub const MAX_DEPTH: u32 = 200;
+
+/// The error value raised in a cancelled task at its wait point.
+pub const CANCELLED: &str = "cancelled";
+pub const TIMEOUT: &str = "timeout";
+
+/// Called when a wait ends early (timeout, cancellation, shutdown): the
+/// module forgets the wait and stops what it started, if it can.
+pub type Unhook = unsafe fn(rt: *mut Runtime, ctx: *mut c_void, id: WaitId);
+
+/// The values a wait returns when it fails with a message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Shape {
+    /// `msg` (calls that return one value, such as `socket.write`).
+    One,
+    /// `nil, msg`.
+    Two,
+    /// `nil, nil, msg` (`udp.recv`).
+    Three,
+}
+
+/// What a module tells [`park`] about a new wait.
+pub struct Spec {
+    pub shape: Shape,
+    pub unhook: Option<(Unhook, *mut c_void)>,
+    /// The call's own time limit in ms (per-handle timeouts); the task's
+    /// deadline applies as well, the earlier one wins.
+    pub timeout: Option<u64>,
+}
+
+impl Spec {
+    pub fn new(shape: Shape) -> Spec {
+        Spec { shape, unhook: None, timeout: None }
+    }
+    pub fn unhook(mut self, f: Unhook, ctx: *mut c_void) -> Spec {
+        self.unhook = Some((f, ctx));
+        self
+    }
+    pub fn timeout(mut self, ms: Option<u64>) -> Spec {
+        self.timeout = ms;
+        self
+    }
+}
+
+/// How a wait on the ready list will be resumed.
+#[derive(Clone, Copy)]
+enum Pending {
+    None,
+    /// With no values (`sleep(0)`, or a sleep's own end).
+    Plain,
+    /// A task's first run; its function and arguments are on its stack.
+    Start(c_int),
+    Fail(&'static str),
+    Cancel,
+    /// A `join` whose task has ended.
+    Joined(*mut Task),
+}
+
+struct Wait {
     co: *mut lua_State,
     anchor: c_int,
+    task: *mut Task,
+    shape: Shape,
+    unhook: Option<(Unhook, *mut c_void)>,
+    /// Its deadline is its own normal end (a sleep), not a timeout.
+    ends_ok: bool,
+    pending: Pending,
 }
 
-impl Waiter {
-    /// Anchors the running coroutine `co` so it survives garbage collection
-    /// while it waits. The caller must yield right after registering the waiter
-    /// (yieldability was checked by the Lua-side guard before this point).
-    ///
-    /// # Safety
-    /// `co` must be the running coroutine of a yielding entry point.
-    #[inline]
-    pub unsafe fn park(rt: *mut Runtime, co: *mut lua_State) -> Waiter {
-        (*rt).parked += 1;
-        ffi::lua_pushthread(co);
-        let anchor = ffi::luaL_ref(co, ffi::LUA_REGISTRYINDEX);
-        trace::ref_taken();
-        Waiter { co, anchor }
+pub struct Sched {
+    waits: Slab<Wait>,
+    deadlines: DeadlineHeap,
+    timer: *mut uv::uv_timer_t,
+    armed: Option<u64>,
+    idle: *mut uv::uv_idle_t,
+    ready: Vec<WaitId>,
+    spare: Vec<WaitId>,
+    /// The task whose coroutine lunet is running right now, if any.
+    pub current: *mut Task,
+    depth: u32,
+    /// Registry reference of the probe coroutine (see [`hooks_active`]).
+    probe: c_int,
+    probe_co: *mut lua_State,
+    /// Registry reference of the function given to `lunet.on_error`.
+    pub on_error: c_int,
+    /// `lunet.stop()` was called: every wait is cancelled and the loop stops.
+    pub stopping: bool,
+}
+
+impl Sched {
+    pub fn new() -> Sched {
+        Sched {
+            waits: Slab::default(),
+            deadlines: DeadlineHeap::default(),
+            timer: std::ptr::null_mut(),
+            armed: None,
+            idle: std::ptr::null_mut(),
+            ready: Vec::new(),
+            spare: Vec::new(),
+            current: std::ptr::null_mut(),
+            depth: 0,
+            probe: ffi::LUA_NOREF,
+            probe_co: std::ptr::null_mut(),
+            on_error: ffi::LUA_NOREF,
+            stopping: false,
+        }
     }
 
-    pub fn thread(&self) -> *mut lua_State {
-        self.co
-    }
-
-    /// A waiter that refers to no coroutine, for unit tests of wait queues.
-    #[cfg(test)]
-    pub fn dummy() -> Waiter {
-        Waiter { co: std::ptr::null_mut(), anchor: 0 }
-    }
-
-    /// Ends the wait without resuming (shutdown, or the waiter's owner is gone).
-    ///
-    /// # Safety
-    /// The Lua state must still be open.
-    pub unsafe fn cancel(self, rt: *mut Runtime) {
-        (*rt).parked -= 1;
-        ffi::luaL_unref(self.co, ffi::LUA_REGISTRYINDEX, self.anchor);
-        trace::ref_released();
+    /// Waits registered and not ended (parked coroutines and queued starts).
+    pub fn pending(&self) -> usize {
+        self.waits.len()
     }
 }
 
-/// Resumes a parked coroutine with the values `push` puts on its stack (it
-/// returns how many). The wait ends (its registry reference is released)
-/// before the resume; for the duration of `lua_resume` the coroutine is kept
-/// alive on the runtime's own thread stack instead, because while it resumes
-/// another coroutine nothing else references it. This way a script that exits
-/// from inside the resume leaves no wait behind.
-///
-/// A coroutine that is not suspended in a yield (someone else resumed it, or it
-/// died) is left alone: `push` is not called.
+/// Creates the libuv handles and the runtime thread's protected-call
+/// trampoline (kept at its stack slot 1).
 ///
 /// # Safety
-/// Loop thread only; `rt` must be the coroutine's runtime.
-#[inline]
-pub unsafe fn wake(rt: *mut Runtime, w: Waiter, push: impl FnOnce(*mut lua_State) -> c_int) {
-    let co = w.co;
-    if ffi::lua_status(co) != ffi::LUA_YIELD {
-        w.cancel(rt);
+/// `rt` must be fully constructed with an initialised loop and `aux` thread.
+pub unsafe fn init(rt: *mut Runtime) {
+    let s = &mut (*rt).sched;
+    s.timer = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_timer_t>()));
+    s.idle = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_idle_t>()));
+    uv::uv_timer_init((*rt).uv, s.timer);
+    uv::uv_idle_init((*rt).uv, s.idle);
+    (*s.timer).data = rt.cast();
+    (*s.idle).data = rt.cast();
+    let aux = (*rt).aux;
+    ffi::lua_settop(aux, 0);
+    ffi::lua_pushcfunction(aux, trampoline);
+}
+
+// ---------------------------------------------------------------- parking
+
+/// Registers a wait for the running coroutine `L`, which must yield right
+/// after (yieldability was checked by the Lua-side guard). A task that was
+/// cancelled, or whose deadline has passed, gets its cancellation or timeout
+/// on the next loop iteration, through the same path as any other.
+///
+/// # Safety
+/// `L` must be the running coroutine of a yielding entry point of `rt`.
+pub unsafe fn park(rt: *mut Runtime, L: *mut lua_State, spec: Spec) -> WaitId {
+    let s = &mut (*rt).sched;
+    let cur = s.current;
+    let task = if !cur.is_null() && (*cur).co == L { cur } else { std::ptr::null_mut() };
+    let mut deadline = spec.timeout.map(|ms| uv::uv_now((*rt).uv).saturating_add(ms));
+    let mut pending = Pending::None;
+    if !task.is_null() {
+        if (*task).cancelled {
+            pending = Pending::Cancel;
+        }
+        deadline = min_opt(deadline, (*task).deadline);
+    }
+    let id = insert(rt, L, task, spec.shape, spec.unhook, false);
+    if !task.is_null() {
+        (*task).wait = Some(id);
+    }
+    if let Some(d) = deadline {
+        if matches!(pending, Pending::None) && d <= uv::uv_now((*rt).uv) {
+            pending = Pending::Fail(TIMEOUT);
+        }
+        if matches!(pending, Pending::None) {
+            arm(rt, id, d);
+        }
+    }
+    if !matches!(pending, Pending::None) {
+        end_early(rt, id, pending);
+    }
+    id
+}
+
+/// `lunet.sleep(ms)`: a wait that ends normally at its own deadline (or at
+/// once, on the next loop iteration, for 0), and with `nil, "timeout"` if an
+/// enclosing `lunet.deadline` is earlier.
+///
+/// # Safety
+/// As for [`park`].
+pub unsafe fn park_sleep(rt: *mut Runtime, L: *mut lua_State, ms: u64) {
+    let id = park(rt, L, Spec::new(Shape::Two));
+    let s = &mut (*rt).sched;
+    let Some(w) = s.waits.get_mut(id) else { return };
+    if !matches!(w.pending, Pending::None) {
+        return; // cancelled or already timed out
+    }
+    if ms == 0 {
+        w.pending = Pending::Plain;
+        s.deadlines.remove(id.slot());
+        queue(rt, id);
         return;
     }
-    let aux = (*rt).aux;
-    ffi::lua_rawgeti(aux, ffi::LUA_REGISTRYINDEX, w.anchor as _);
-    w.cancel(rt);
-    trace::check(ffi::lua_gettop(co) == 0, "a parked coroutine has values on its stack");
-    ffi::lua_checkstack(co, 8);
-    let nargs = push(co);
-    trace::check(ffi::lua_gettop(co) == nargs, "values pushed for a resume do not match the count");
-    run(rt, co, nargs);
-    ffi::lua_settop(aux, -2);
-}
-
-/// Ends a wait because what it waited on is going away: resumes the coroutine
-/// with the values `push` gives when `resume` is set and the runtime is not
-/// shutting down, and otherwise only releases the wait (finalisers and
-/// shutdown never run Lua code in a parked coroutine).
-///
-/// # Safety
-/// As for [`wake`].
-pub unsafe fn end(rt: *mut Runtime, w: Waiter, resume: bool, push: impl FnOnce(*mut lua_State) -> c_int) {
-    if resume && !(*rt).closing {
-        wake(rt, w, push);
-    } else {
-        w.cancel(rt);
+    let own = uv::uv_now((*rt).uv).saturating_add(ms);
+    let task_deadline = if w.task.is_null() { None } else { (*w.task).deadline };
+    if task_deadline.is_none_or(|d| own <= d) {
+        w.ends_ok = true;
+        arm(rt, id, own);
     }
 }
 
-/// Starts a new coroutine: `co` holds the function and `nargs` arguments.
-///
-/// # Safety
-/// Loop thread only; `co` must be a fresh thread referenced by the caller.
-pub unsafe fn start(rt: *mut Runtime, co: *mut lua_State, nargs: c_int) {
-    run(rt, co, nargs);
+unsafe fn insert(
+    rt: *mut Runtime,
+    co: *mut lua_State,
+    task: *mut Task,
+    shape: Shape,
+    unhook: Option<(Unhook, *mut c_void)>,
+    pushed: bool,
+) -> WaitId {
+    // The anchor: a registry reference to the coroutine (on its own stack
+    // unless the caller already pushed it onto `co`).
+    if !pushed {
+        ffi::lua_pushthread(co);
+    }
+    let anchor = ffi::luaL_ref(co, ffi::LUA_REGISTRYINDEX);
+    trace::ref_taken();
+    (*rt).sched.waits.insert(Wait { co, anchor, task, shape, unhook, ends_ok: false, pending: Pending::None })
 }
 
-unsafe fn run(rt: *mut Runtime, co: *mut lua_State, nargs: c_int) {
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+unsafe fn arm(rt: *mut Runtime, id: WaitId, deadline: u64) {
+    let s = &mut (*rt).sched;
+    s.deadlines.push(id.slot(), deadline);
+    if s.armed.is_none_or(|a| deadline < a) {
+        let now = uv::uv_now((*rt).uv);
+        uv::uv_timer_start(s.timer, Some(on_timer), deadline.saturating_sub(now), 0);
+        s.armed = Some(deadline);
+    }
+}
+
+unsafe fn queue(rt: *mut Runtime, id: WaitId) {
+    let s = &mut (*rt).sched;
+    if s.ready.is_empty() {
+        uv::uv_idle_start(s.idle, Some(on_idle));
+    }
+    s.ready.push(id);
+}
+
+/// Ends a wait before its operation completed: unhooks it from its module
+/// now and resumes it with `how` on the next loop iteration.
+unsafe fn end_early(rt: *mut Runtime, id: WaitId, how: Pending) {
+    let s = &mut (*rt).sched;
+    let Some(w) = s.waits.get_mut(id) else { return };
+    let was_queued = !matches!(w.pending, Pending::None);
+    w.pending = how;
+    let unhook = w.unhook.take();
+    s.deadlines.remove(id.slot());
+    if let Some((f, ctx)) = unhook {
+        f(rt, ctx, id);
+    }
+    if !was_queued {
+        queue(rt, id);
+    }
+}
+
+// ---------------------------------------------------------------- ending
+
+/// Takes a wait out of the registry (its id goes stale).
+unsafe fn take(rt: *mut Runtime, id: WaitId) -> Option<Wait> {
+    let s = &mut (*rt).sched;
+    let w = s.waits.remove(id)?;
+    s.deadlines.remove(id.slot());
+    if !w.task.is_null() && (*w.task).wait == Some(id) {
+        (*w.task).wait = None;
+    }
+    Some(w)
+}
+
+/// Completes a wait: resumes its coroutine with the values `push` puts on
+/// the stack it is given (it returns how many). A stale id is ignored and
+/// `push` is not called; so is a coroutine that is no longer suspended in
+/// its yield (the script resumed it itself). Returns whether `push` ran.
+///
+/// `push` runs inside a protected call on the runtime's own thread, so it
+/// may allocate freely.
+///
+/// # Safety
+/// Loop thread, outside any Lua call of this state (libuv callbacks).
+pub unsafe fn complete(rt: *mut Runtime, id: WaitId, push: impl FnOnce(*mut lua_State) -> c_int) -> bool {
+    let Some(w) = take(rt, id) else { return false };
+    if (*rt).closing {
+        release(rt, w);
+        return false;
+    }
+    let mut push = Some(push);
+    let mut f = |L: *mut lua_State| (push.take().unwrap())(L);
+    resume(rt, w, Values::Push(&mut f))
+}
+
+/// Completes a wait with no values.
+///
+/// # Safety
+/// As for [`complete`].
+pub unsafe fn complete_plain(rt: *mut Runtime, id: WaitId) {
+    if let Some(w) = take(rt, id) {
+        if (*rt).closing {
+            release(rt, w);
+        } else {
+            resume(rt, w, Values::None);
+        }
+    }
+}
+
+/// Ends a wait from Lua code (closing its handle): it is resumed with the
+/// failure `msg` on the next loop iteration, never inside the caller (which
+/// may be a finaliser). The module has already forgotten the wait.
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn fail_later(rt: *mut Runtime, id: WaitId, msg: &'static str) {
+    if (*rt).closing {
+        if let Some(w) = take(rt, id) {
+            release(rt, w);
+        }
+        return;
+    }
+    if let Some(w) = (*rt).sched.waits.get_mut(id) {
+        w.unhook = None;
+    }
+    end_early(rt, id, Pending::Fail(msg));
+}
+
+/// Ends a wait without resuming it (its owner is being freed at shutdown or
+/// by a finaliser).
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn forget(rt: *mut Runtime, id: WaitId) {
+    if let Some(w) = take(rt, id) {
+        release(rt, w);
+    }
+}
+
+unsafe fn release(rt: *mut Runtime, w: Wait) {
+    ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, w.anchor);
+    trace::ref_released();
+}
+
+/// Cancels the wait of `task` (if it has one) on the next loop iteration.
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn cancel_wait(rt: *mut Runtime, id: WaitId) {
+    end_early(rt, id, Pending::Cancel);
+}
+
+/// Whether the wait is still registered and not already on its way out.
+pub unsafe fn is_waiting(rt: *mut Runtime, id: WaitId) -> bool {
+    (*rt).sched.waits.get(id).is_some_and(|w| matches!(w.pending, Pending::None))
+}
+
+/// Queues the resumption of a join whose task has ended.
+///
+/// # Safety
+/// Loop thread; `t` must stay alive until the joiner runs (the joiner holds it).
+pub unsafe fn joined_later(rt: *mut Runtime, id: WaitId, t: *mut Task) {
+    if let Some(w) = (*rt).sched.waits.get_mut(id) {
+        w.unhook = None;
+    }
+    end_early(rt, id, Pending::Joined(t));
+}
+
+enum Values<'a> {
+    None,
+    Push(&'a mut dyn FnMut(*mut lua_State) -> c_int),
+    Cancel,
+}
+
+/// Resumes the coroutine of an ended wait.
+unsafe fn resume(rt: *mut Runtime, w: Wait, values: Values) -> bool {
+    let co = w.co;
+    if ffi::lua_status(co) != ffi::LUA_YIELD {
+        release(rt, w);
+        return false;
+    }
+    // While it runs, the coroutine is kept alive on the runtime's thread
+    // instead of by the wait's reference (a script that exits from inside
+    // the resume leaves no wait behind).
+    let aux = (*rt).aux;
+    ffi::lua_rawgeti(aux, ffi::LUA_REGISTRYINDEX, w.anchor as _);
+    let (task, shape) = (w.task, w.shape);
+    release(rt, w);
+    trace::check(ffi::lua_gettop(co) == 0, "a parked coroutine has values on its stack");
+    let mut pushed = true;
+    let nargs = match values {
+        Values::None => 0,
+        Values::Cancel => {
+            arm_cancel_hook(co);
+            0
+        }
+        Values::Push(f) => match protected(rt, f) {
+            Ok(n) => {
+                ffi::lua_xmove(aux, co, n);
+                n
+            }
+            Err(()) => {
+                // The push raised (a finaliser error, out of memory): the
+                // coroutine gets that error as a runtime failure instead.
+                pushed = false;
+                let nils = push_failure_nils(co, shape);
+                ffi::lua_xmove(aux, co, 1);
+                nils + 1
+            }
+        },
+    };
+    run(rt, co, nargs, task);
+    ffi::lua_settop(aux, -2);
+    pushed
+}
+
+/// Pushes the failure values of a wait of `shape` with `msg`.
+pub unsafe fn push_failure(L: *mut lua_State, shape: Shape, msg: &str) -> c_int {
+    let nils = push_failure_nils(L, shape);
+    push_bytes(L, msg.as_bytes());
+    nils + 1
+}
+
+/// The `nil`s that come before the message in a failure of `shape`.
+unsafe fn push_failure_nils(L: *mut lua_State, shape: Shape) -> c_int {
+    let nils = match shape {
+        Shape::One => 0,
+        Shape::Two => 1,
+        Shape::Three => 2,
+    };
+    for _ in 0..nils {
+        ffi::lua_pushnil(L);
+    }
+    nils
+}
+
+// ---------------------------------------------------------------- protected calls
+
+type PushFn<'a> = &'a mut dyn FnMut(*mut lua_State) -> c_int;
+
+/// Runs `f` on the runtime's thread inside `lua_pcall`; on success its
+/// results are on top of that thread's stack. On failure the error value is
+/// left there (one value) and `Err` returned.
+unsafe fn protected(rt: *mut Runtime, f: PushFn) -> Result<c_int, ()> {
+    let aux = (*rt).aux;
+    let base = ffi::lua_gettop(aux);
+    ffi::lua_checkstack(aux, 4);
+    ffi::lua_pushvalue(aux, 1);
+    let mut f = f;
+    ffi::lua_pushlightuserdata(aux, (&mut f as *mut PushFn).cast());
+    if ffi::lua_pcall(aux, 1, ffi::LUA_MULTRET, 0) != 0 {
+        return Err(());
+    }
+    Ok(ffi::lua_gettop(aux) - base)
+}
+
+unsafe extern "C-unwind" fn trampoline(L: *mut lua_State) -> c_int {
+    let f = ffi::lua_touserdata(L, 1) as *mut PushFn;
+    ffi::lua_settop(L, 0);
+    ffi::lua_checkstack(L, 16);
+    (*f)(L)
+}
+
+// ---------------------------------------------------------------- running
+
+/// Starts a new coroutine: `co` holds the function and `nargs` arguments and
+/// is referenced by the caller. It runs now, up to its first wait, unless
+/// spawns are nested too deep or a yield could not work here (inside a
+/// finaliser or a debug hook); then it starts on the next loop iteration.
+///
+/// # Safety
+/// Loop thread only; `co` must be a fresh thread.
+pub unsafe fn start(rt: *mut Runtime, co: *mut lua_State, nargs: c_int, task: *mut Task) {
+    if (*rt).sched.depth >= MAX_DEPTH || hooks_active(rt) {
+        ffi::lua_pushthread(co);
+        let id = insert(rt, co, task, Shape::Two, None, true);
+        if !task.is_null() {
+            (*task).wait = Some(id);
+        }
+        end_early(rt, id, Pending::Start(nargs));
+        return;
+    }
+    run(rt, co, nargs, task);
+}
+
+/// Whether LuaJIT is running a finaliser or a debug hook right now: there,
+/// `lua_yield` from a coroutine started by us would take the "yield from a
+/// hook" path, which unwinds through our frames and cannot be resumed
+/// properly. Found out by letting a probe coroutine yield: a regular yield
+/// returns from `lua_yield`, the hook path does not.
+unsafe fn hooks_active(rt: *mut Runtime) -> bool {
+    const SRC: &str = "local y = ... while true do y() end";
+    let s = &mut (*rt).sched;
+    let aux = (*rt).aux;
+    let mut nargs = 0;
+    if s.probe_co.is_null() {
+        let co = ffi::lua_newthread(aux);
+        s.probe = ffi::luaL_ref(aux, ffi::LUA_REGISTRYINDEX);
+        if ffi::luaL_loadbuffer(co, SRC.as_ptr().cast(), SRC.len(), c"=lunet.probe".as_ptr()) != 0 {
+            ffi::luaL_unref(aux, ffi::LUA_REGISTRYINDEX, s.probe);
+            return false;
+        }
+        ffi::lua_pushcfunction(co, probe_yield);
+        s.probe_co = co;
+        nargs = 1;
+    }
+    let co = s.probe_co;
+    PROBE_CLEAN.with(|c| c.set(false));
+    let st = ffi::lua_resume_(co, nargs);
+    let clean = PROBE_CLEAN.with(|c| c.get());
+    if st != ffi::LUA_YIELD || !clean {
+        // The probe is unusable now; make a new one next time.
+        let s = &mut (*rt).sched;
+        ffi::luaL_unref(aux, ffi::LUA_REGISTRYINDEX, s.probe);
+        s.probe = ffi::LUA_NOREF;
+        s.probe_co = std::ptr::null_mut();
+    }
+    !clean
+}
+
+thread_local! {
+    static PROBE_CLEAN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Called by the probe coroutine's loop: a yield that notes whether
+/// `lua_yield` returned (a regular yield) or unwound (the hook path).
+unsafe extern "C-unwind" fn probe_yield(L: *mut lua_State) -> c_int {
+    let r = ffi::lua_yield(L, 0);
+    PROBE_CLEAN.with(|c| c.set(true));
+    r
+}
+
+thread_local! {
+    /// The debug hook a cancellation temporarily replaces.
+    static SAVED_HOOK: Cell<Option<(Option<ffi::lua_Hook>, c_int, c_int)>> = const { Cell::new(None) };
+}
+
+/// Makes the next instruction the coroutine executes raise the cancellation:
+/// a count hook of one instruction, removed (and any user hook restored) as
+/// it fires.
+unsafe fn arm_cancel_hook(co: *mut lua_State) {
+    let saved = (ffi::lua_gethook(co), ffi::lua_gethookmask(co), ffi::lua_gethookcount(co));
+    SAVED_HOOK.with(|h| h.set(Some(saved)));
+    ffi::lua_sethook(co, Some(cancel_hook), ffi::LUA_MASKCOUNT, 1);
+}
+
+unsafe fn restore_hook(L: *mut lua_State) {
+    if let Some((f, mask, count)) = SAVED_HOOK.with(|h| h.take()) {
+        ffi::lua_sethook(L, f, mask, count);
+    }
+}
+
+unsafe extern "C-unwind" fn cancel_hook(L: *mut lua_State, _ar: *mut ffi::lua_Debug) {
+    restore_hook(L);
+    ffi::lua_pushlstring(L, CANCELLED.as_ptr().cast(), CANCELLED.len());
+    ffi::lua_error(L);
+}
+
+/// Resumes `co` with `nargs` values on its stack and handles how it stopped.
+unsafe fn run(rt: *mut Runtime, co: *mut lua_State, nargs: c_int, task: *mut Task) {
     let aux = (*rt).aux;
     let aux_top = ffi::lua_gettop(aux);
+    let s = &mut (*rt).sched;
+    let prev = s.current;
+    s.current = task;
+    s.depth += 1;
     trace::resumed();
     let status = ffi::lua_resume_(co, nargs);
+    let s = &mut (*rt).sched;
+    s.depth -= 1;
+    s.current = prev;
+    restore_hook(co);
     match status {
-        // Finished, or suspended (in a lunet wait, which anchored it, or in a bare
-        // coroutine.yield that nobody will answer). Yielded or returned values
-        // have no receiver.
+        0 if !task.is_null() => task::finished(rt, task, true),
+        // Finished, or suspended (in a lunet wait, which anchored it, or in a
+        // bare coroutine.yield that nobody will answer): nobody receives the
+        // values.
         0 | ffi::LUA_YIELD => ffi::lua_settop(co, 0),
-        _ => report(aux, co),
+        _ if !task.is_null() => task::finished(rt, task, false),
+        _ => {
+            report(rt, co, std::ptr::null_mut());
+            ffi::lua_settop(co, 0);
+        }
     }
     trace::check(ffi::lua_gettop(aux) == aux_top, "runtime stack changed across a resume");
 }
 
-/// Prints `[lunet] coroutine error: <msg>` and the traceback of the dead
-/// coroutine (its stack is intact after a failed resume) to stderr.
-unsafe fn report(aux: *mut lua_State, co: *mut lua_State) {
-    let msg = match to_bytes(co, -1) {
-        Some(b) => String::from_utf8_lossy(b).into_owned(),
-        None => {
-            let tn = lunet_abi::lua::type_name(co, -1);
-            if ffi::luaL_callmeta(co, -1, c"__tostring".as_ptr()) != 0 {
-                let s = to_bytes(co, -1).map(|b| String::from_utf8_lossy(b).into_owned());
-                ffi::lua_settop(co, -2);
-                s.unwrap_or_else(|| format!("(error object is a {tn} value)"))
+/// Reports the error that ended `co` (its value on top of `co`'s stack,
+/// left there): calls the `lunet.on_error` handler as
+/// `fn(err, traceback, task)`, or prints `[lunet] coroutine error: <msg>` and
+/// the traceback to stderr. Everything that could raise (a `__tostring`, the
+/// handler) runs in a protected call; a failing handler falls back to print.
+///
+/// # Safety
+/// Loop thread; `co` dead with its error value on top.
+pub unsafe fn report(rt: *mut Runtime, co: *mut lua_State, task: *mut Task) {
+    let aux = (*rt).aux;
+    let top = ffi::lua_gettop(aux);
+    ffi::luaL_traceback(aux, co, std::ptr::null(), 0);
+    let handler = (*rt).sched.on_error;
+    if handler != ffi::LUA_NOREF {
+        let mut call = |L: *mut lua_State| -> c_int {
+            ffi::lua_rawgeti(L, ffi::LUA_REGISTRYINDEX, handler as _);
+            ffi::lua_pushvalue(co, -1);
+            ffi::lua_xmove(co, L, 1);
+            ffi::lua_pushvalue(aux, top + 1);
+            ffi::lua_xmove(aux, L, 1);
+            if task.is_null() {
+                ffi::lua_pushnil(L);
             } else {
-                format!("(error object is a {tn} value)")
+                task::push(L, rt, task);
+            }
+            ffi::lua_call(L, 3, 0);
+            0
+        };
+        if protected(rt, &mut call).is_ok() {
+            ffi::lua_settop(aux, top);
+            return;
+        }
+        let why = text(aux, -1);
+        let _ = writeln!(std::io::stderr().lock(), "[lunet] error handler failed: {why}");
+        ffi::lua_settop(aux, top + 1);
+    }
+    let msg = describe(rt, co);
+    let tb = text(aux, top + 1);
+    ffi::lua_settop(aux, top);
+    let _ = writeln!(std::io::stderr().lock(), "[lunet] coroutine error: {msg}\n{tb}");
+}
+
+/// The error value on top of `co` as text, through `tostring` in a
+/// protected call (a `__tostring` that raises or yields gives a placeholder).
+pub unsafe fn describe(rt: *mut Runtime, co: *mut lua_State) -> String {
+    if let Some(b) = to_bytes_raw(co, -1) {
+        return String::from_utf8_lossy(b).into_owned();
+    }
+    let tn = lunet_abi::lua::type_name(co, -1);
+    if !has_tostring(co) {
+        return format!("(error object is a {tn} value)");
+    }
+    let aux = (*rt).aux;
+    let mut conv = |L: *mut lua_State| -> c_int {
+        ffi::lua_getglobal(L, c"tostring".as_ptr());
+        ffi::lua_pushvalue(co, -1);
+        ffi::lua_xmove(co, L, 1);
+        ffi::lua_call(L, 1, 1);
+        1
+    };
+    let out = match protected(rt, &mut conv) {
+        Ok(_) => to_bytes_raw(aux, -1).map(|b| String::from_utf8_lossy(b).into_owned()),
+        Err(()) => None,
+    };
+    ffi::lua_settop(aux, -2);
+    out.unwrap_or_else(|| format!("(error object is a {tn} value)"))
+}
+
+/// Whether the value on top of `L` has a `__tostring` metamethod (raw look-up).
+unsafe fn has_tostring(L: *mut lua_State) -> bool {
+    if ffi::lua_getmetatable(L, -1) == 0 {
+        return false;
+    }
+    ffi::lua_pushstring(L, c"__tostring".as_ptr());
+    ffi::lua_rawget(L, -2);
+    let yes = ffi::lua_type(L, -1) > ffi::LUA_TNIL;
+    ffi::lua_settop(L, -3);
+    yes
+}
+
+/// The bytes of a string value, without converting numbers in place.
+unsafe fn to_bytes_raw<'a>(L: *mut lua_State, idx: c_int) -> Option<&'a [u8]> {
+    if ffi::lua_type(L, idx) == ffi::LUA_TSTRING {
+        to_bytes(L, idx)
+    } else {
+        None
+    }
+}
+
+unsafe fn text(L: *mut lua_State, idx: c_int) -> String {
+    to_bytes_raw(L, idx).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- callbacks
+
+unsafe extern "C" fn on_timer(h: *mut uv::uv_timer_t) {
+    let rt = (*h).data as *mut Runtime;
+    let now = uv::uv_now((*rt).uv);
+    (*rt).sched.armed = None;
+    // Take the due waits first: resuming them may add new ones.
+    let mut due = Vec::new();
+    while let Some(slot) = (*rt).sched.deadlines.pop_due(now) {
+        if let Some(id) = (*rt).sched.waits.id_at(slot) {
+            due.push(id);
+        }
+    }
+    for id in due {
+        let s = &mut (*rt).sched;
+        let Some(w) = s.waits.get_mut(id) else { continue };
+        if !matches!(w.pending, Pending::None) {
+            continue;
+        }
+        if w.ends_ok {
+            complete_plain(rt, id);
+        } else {
+            let shape = w.shape;
+            if let Some((f, ctx)) = w.unhook.take() {
+                f(rt, ctx, id);
+            }
+            complete(rt, id, |L| push_failure(L, shape, TIMEOUT));
+        }
+    }
+    let s = &mut (*rt).sched;
+    match s.deadlines.peek() {
+        Some((next, _)) if s.armed.is_none_or(|a| next < a) => {
+            uv::uv_timer_start(s.timer, Some(on_timer), next.saturating_sub(uv::uv_now((*rt).uv)), 0);
+            s.armed = Some(next);
+        }
+        Some(_) => {}
+        None if s.armed.is_none() => {
+            uv::uv_timer_stop(s.timer);
+        }
+        None => {}
+    }
+}
+
+unsafe extern "C" fn on_idle(h: *mut uv::uv_idle_t) {
+    let rt = (*h).data as *mut Runtime;
+    let s = &mut (*rt).sched;
+    // Serve what was queued before this iteration; what is queued while
+    // serving waits for the next one.
+    let mut batch = std::mem::replace(&mut s.ready, std::mem::take(&mut s.spare));
+    for id in batch.drain(..) {
+        serve(rt, id);
+    }
+    let s = &mut (*rt).sched;
+    s.spare = batch;
+    if s.ready.is_empty() {
+        uv::uv_idle_stop(s.idle);
+    }
+    if s.stopping {
+        uv::uv_stop((*rt).uv);
+    }
+}
+
+unsafe fn serve(rt: *mut Runtime, id: WaitId) {
+    let Some(w) = (*rt).sched.waits.get(id) else { return };
+    let pending = w.pending;
+    if (*rt).closing {
+        forget(rt, id);
+        return;
+    }
+    match pending {
+        Pending::None => {}
+        Pending::Plain => complete_plain(rt, id),
+        Pending::Fail(msg) => {
+            let shape = w.shape;
+            complete(rt, id, |L| push_failure(L, shape, msg));
+        }
+        Pending::Cancel => {
+            if let Some(w) = take(rt, id) {
+                resume(rt, w, Values::Cancel);
             }
         }
-    };
-    ffi::luaL_traceback(aux, co, std::ptr::null(), 0);
-    let tb = to_bytes(aux, -1).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-    ffi::lua_settop(aux, -2);
-    ffi::lua_settop(co, 0);
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "[lunet] coroutine error: {msg}\n{tb}");
+        Pending::Joined(t) => {
+            complete(rt, id, |L| task::push_outcome(L, t));
+        }
+        Pending::Start(nargs) => {
+            let Some(w) = take(rt, id) else { return };
+            let (co, task) = (w.co, w.task);
+            let aux = (*rt).aux;
+            ffi::lua_rawgeti(aux, ffi::LUA_REGISTRYINDEX, w.anchor as _);
+            release(rt, w);
+            if !task.is_null() && (*task).cancelled {
+                ffi::lua_settop(co, 0);
+                task::cancelled_before_start(rt, task);
+            } else {
+                run(rt, co, nargs, task);
+            }
+            ffi::lua_settop(aux, -2);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- stop and shutdown
+
+/// `lunet.stop()`: cancels every wait (tasks stay cancelled) and makes
+/// `lunet.run()` return once they have all ended.
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn stop(rt: *mut Runtime) {
+    (*rt).sched.stopping = true;
+    for id in (*rt).sched.waits.ids() {
+        let w = (*rt).sched.waits.get(id).unwrap();
+        if !w.task.is_null() {
+            (*w.task).cancelled = true;
+        }
+        if matches!(w.pending, Pending::None | Pending::Plain) {
+            end_early(rt, id, Pending::Cancel);
+        }
+    }
+    let s = &mut (*rt).sched;
+    if s.ready.is_empty() {
+        uv::uv_stop((*rt).uv);
+    }
+}
+
+/// Shutdown: releases every wait without resuming it (unhooking each from
+/// its module), and stops the handles.
+///
+/// # Safety
+/// Runtime shutdown only.
+pub unsafe fn shutdown(rt: *mut Runtime) {
+    for id in (*rt).sched.waits.ids() {
+        let unhook = (*rt).sched.waits.get_mut(id).and_then(|w| w.unhook.take());
+        if let Some((f, ctx)) = unhook {
+            f(rt, ctx, id);
+        }
+        forget(rt, id);
+    }
+    let s = &mut (*rt).sched;
+    s.ready.clear();
+    uv::uv_timer_stop(s.timer);
+    uv::uv_idle_stop(s.idle);
 }

@@ -8,7 +8,7 @@
 //! A delivery wakes every coroutine that was waiting when it arrived.
 
 use std::collections::hash_map::{Entry, HashMap};
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 
 use libuv_sys2 as uv;
 use lunet_abi::ffi;
@@ -16,7 +16,7 @@ use lunet_abi::lua::{push_bytes, push_fail, to_bytes, type_name};
 use lunet_abi::lua_fn;
 
 use crate::runtime::{self, strerror, Runtime};
-use crate::sched::{self, Waiter};
+use crate::sched::{self, Shape, Spec, WaitId};
 
 /// The signals `signal.wait` accepts, by name (also accepted with a `SIG`
 /// prefix). SIGPIPE and SIGCHLD are left out on purpose: stopping a handle
@@ -46,7 +46,7 @@ pub fn lookup(name: &[u8]) -> Option<c_int> {
 struct Watch {
     handle: *mut uv::uv_signal_t,
     /// Waiting coroutines, each with the name it asked for (returned to it).
-    waiters: Vec<(Waiter, Vec<u8>)>,
+    waiters: Vec<(WaitId, Vec<u8>)>,
 }
 
 /// Per-runtime state of `lunet.signal`.
@@ -63,8 +63,8 @@ impl Signals {
     pub unsafe fn shutdown(rt: *mut Runtime) {
         let watches = std::mem::take(&mut (*rt).signals.watches);
         for (_, w) in watches {
-            for (waiter, _) in w.waiters {
-                waiter.cancel(rt);
+            for (id, _) in w.waiters {
+                sched::forget(rt, id);
             }
             uv::uv_close(w.handle.cast(), Some(on_close));
         }
@@ -115,8 +115,23 @@ lua_fn! {
             }
         }
         let name = name.to_vec();
-        w.waiters.push((Waiter::park(rt, L), name));
+        let id = sched::park(rt, L, Spec::new(Shape::Two).unhook(unhook, signum as usize as *mut c_void));
+        if let Some(w) = (*rt).signals.watches.get_mut(&signum) {
+            w.waiters.push((id, name));
+        }
         Ok(ffi::lua_yield(L, 0))
+    }
+}
+
+/// A wait that ended early leaves the list; the last one stops the handle
+/// (giving the signal its default action back).
+unsafe fn unhook(rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
+    let signum = ctx as usize as c_int;
+    if let Some(w) = (*rt).signals.watches.get_mut(&signum) {
+        w.waiters.retain(|(j, _)| *j != id);
+        if w.waiters.is_empty() {
+            uv::uv_signal_stop(w.handle);
+        }
     }
 }
 
@@ -129,8 +144,8 @@ unsafe extern "C" fn on_signal(h: *mut uv::uv_signal_t, signum: c_int) {
     // Wake those waiting now; a coroutine that waits again while being woken
     // joins the (still started) handle's new list for the next delivery.
     let batch = std::mem::take(&mut w.waiters);
-    for (waiter, name) in batch {
-        sched::end(rt, waiter, true, |co| {
+    for (id, name) in batch {
+        sched::complete(rt, id, |co| {
             push_bytes(co, &name);
             1
         });

@@ -2,14 +2,17 @@
 //! and Unix stream sockets. The work is done by `stream` (shared connection
 //! and listener logic), `tcp`, `pipe` and `connect`.
 
+use std::ffi::c_int;
+
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::{push_bytes, push_fail, to_bytes, to_number, type_name, Raise};
+use lunet_abi::lua::{push_bytes, push_fail, raw_field, to_bytes, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
 
 use crate::connect::{self, Start, INVALID};
 use crate::dns;
 use crate::runtime::{self, strerror, Runtime};
-use crate::stream::{self, Arg, Family, ReadNow, Sock, WriteNow, CLOSED};
+use crate::stream::{self, Arg, Family, ReadNow, Sock, Timeouts, WriteNow, CLOSED};
+use crate::task::opt_ms;
 use crate::{pipe, tcp};
 
 const NOT_SOCKET: &str = "invalid socket handle";
@@ -27,9 +30,11 @@ unsafe fn conn_arg(L: *mut lua_State) -> Result<*mut Sock, &'static str> {
 }
 
 lua_fn! {
-    /// `socket.listen(protocol, host, port)` -> listener | nil, err
+    /// `socket.listen(protocol, host, port [, opts])` -> listener | nil, err;
+    /// `opts.timeout` bounds each `accept` wait.
     pub fn l_listen(L) {
         let rt = runtime::of(L);
+        let timeout = opts_timeout(L, if to_bytes(L, 1) == Some(b"unix") { 3 } else { 4 }, "socket.listen")?;
         let proto = to_bytes(L, 1);
         let result = match proto {
             Some(b"tcp") => {
@@ -46,6 +51,7 @@ lua_fn! {
         };
         match result {
             Ok(s) => {
+                (*s).timeouts.read = timeout;
                 stream::push(L, s);
                 Ok(1)
             }
@@ -71,18 +77,35 @@ lua_fn! {
     }
 }
 
+/// `opts.timeout` of the options table at `idx` (none when absent).
+unsafe fn opts_timeout(L: *mut lua_State, idx: c_int, what: &str) -> Result<Option<u64>, Raise> {
+    match ffi::lua_type(L, idx) {
+        ffi::LUA_TNONE | ffi::LUA_TNIL => return Ok(None),
+        ffi::LUA_TTABLE => {}
+        _ => return Err(format!("{what} expects an options table (got {})", type_name(L, idx)).into()),
+    }
+    raw_field(L, idx, c"timeout");
+    let r = opt_ms(L, -1, &format!("{what} option timeout"));
+    ffi::lua_settop(L, -2);
+    r
+}
+
 lua_fn! {
-    /// `socket.connect(host, port)` -> conn | nil, err (yields)
+    /// `socket.connect(host, port [, opts])` / `socket.connect(path [, opts])`
+    /// -> conn | nil, err (yields); `opts.timeout` bounds the whole connect.
     pub fn l_connect(L) {
         let rt = runtime::of(L);
         let Some(host) = to_bytes(L, 1) else {
             return Ok(push_fail(L, INVALID));
         };
-        let start = if host.contains(&b'/') {
-            connect::unix(L, rt, host)
+        let unix = host.contains(&b'/');
+        let timeout = opts_timeout(L, if unix { 2 } else { 3 }, "socket.connect")?;
+        let host = to_bytes(L, 1).unwrap_or_default();
+        let start = if unix {
+            connect::unix(L, rt, host, timeout)
         } else {
             match dns::port(to_number(L, 2)) {
-                Some(port) if port != 0 && !host.is_empty() => connect::tcp(L, rt, host, port),
+                Some(port) if port != 0 && !host.is_empty() => connect::tcp(L, rt, host, port, timeout),
                 _ => return Ok(push_fail(L, INVALID)),
             }
         };
@@ -123,7 +146,7 @@ lua_fn! {
         // A number argument is converted to a string in place, so the bytes
         // below stay on the stack (and alive) while the caller is parked.
         let data = to_bytes(L, 2).unwrap_or_default();
-        match stream::write(L, s, data) {
+        match stream::write(L, s, data, 2) {
             WriteNow::Done(None) => {
                 ffi::lua_pushnil(L);
                 Ok(1)
@@ -213,6 +236,39 @@ lua_fn! {
                 type_name(L, 1)
             ))),
         }
+    }
+}
+
+/// The open socket (connection or listener) at argument 1 for a setter.
+unsafe fn open_arg(L: *mut lua_State, what: &str) -> Result<*mut Sock, Raise> {
+    match stream::arg(L, 1) {
+        Arg::Sock(s) => Ok(s),
+        Arg::Dead => Err(format!("{what}: socket closed").into()),
+        Arg::NotSocket => Err(format!("{what} expects a socket (got {})", type_name(L, 1)).into()),
+    }
+}
+
+lua_fn! {
+    /// `socket.settimeout(handle, ms | nil)`: the time limit of every later
+    /// wait on the handle (connect, read, write, accept); nil = none.
+    pub fn l_settimeout(L) {
+        let s = open_arg(L, "socket.settimeout")?;
+        let ms = opt_ms(L, 2, "socket.settimeout")?;
+        (*s).timeouts = Timeouts { connect: ms, send: ms, read: ms };
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    /// `socket.settimeouts(handle, connect_ms, send_ms, read_ms)` (OpenResty's order).
+    pub fn l_settimeouts(L) {
+        let s = open_arg(L, "socket.settimeouts")?;
+        (*s).timeouts = Timeouts {
+            connect: opt_ms(L, 2, "socket.settimeouts")?,
+            send: opt_ms(L, 3, "socket.settimeouts")?,
+            read: opt_ms(L, 4, "socket.settimeouts")?,
+        };
+        Ok(0)
     }
 }
 

@@ -26,7 +26,7 @@ use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::push_bytes;
 
 use crate::runtime::{strerror, Runtime};
-use crate::sched::{self, Waiter};
+use crate::sched::{self, Shape, Spec, WaitId};
 
 /// Registry name of the socket handles' metatable.
 pub const META: &CStr = c"lunet.socket";
@@ -70,7 +70,7 @@ pub union Handle {
 
 struct Listen {
     queue: VecDeque<*mut Sock>,
-    accepter: Option<Waiter>,
+    accepter: Option<WaitId>,
     /// libuv holds a connection we did not accept because the queue was full.
     held: bool,
     /// Socket file created by a Unix listener, removed when it closes.
@@ -94,14 +94,26 @@ pub struct Sock {
     reading: bool,
     eof: bool,
     error: c_int,
-    reader: Option<Waiter>,
+    reader: Option<WaitId>,
     writes: usize,
+    /// Time limits (ms) of connect, write and read waits (`settimeouts`).
+    pub timeouts: Timeouts,
+}
+
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Timeouts {
+    pub connect: Option<u64>,
+    pub send: Option<u64>,
+    pub read: Option<u64>,
 }
 
 struct WriteReq {
     req: uv::uv_write_t,
     sock: *mut Sock,
-    waiter: Option<Waiter>,
+    wait: Option<WaitId>,
+    /// Registry reference to the Lua string being written: libuv reads it
+    /// until the callback, even if the writer stopped waiting.
+    data_ref: c_int,
 }
 
 impl Sock {
@@ -123,6 +135,7 @@ impl Sock {
             error: 0,
             reader: None,
             writes: 0,
+            timeouts: Timeouts::default(),
         }))
     }
 
@@ -286,7 +299,7 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
     if nread > 0 {
         let n = nread as usize;
         if (*s).reader.is_some() && (*s).pending.len() == (*s).pos {
-            let w = take_reader(s);
+            let id = take_reader(s);
             let rx = &(*rt).streams.rx;
             let first = n.min((*rt).streams.read_size);
             if first < n {
@@ -296,7 +309,7 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
                 sk.pending.extend_from_slice(&rx[first..n]);
             }
             let data = &rx[..first];
-            sched::wake(rt, w, |co| {
+            sched::complete(rt, id, |co| {
                 push_bytes(co, data);
                 1
             });
@@ -321,14 +334,23 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
         (*s).error = code;
     }
     if (*s).reader.is_some() {
-        let w = take_reader(s);
-        sched::wake(rt, w, |co| push_read_end(co, code));
+        let id = take_reader(s);
+        sched::complete(rt, id, |co| push_read_end(co, code));
     }
 }
 
-unsafe fn take_reader(s: *mut Sock) -> Waiter {
+unsafe fn take_reader(s: *mut Sock) -> WaitId {
     uv::uv_unref(Sock::handle(s));
     (*s).reader.take().unwrap()
+}
+
+/// A read that timed out or was cancelled: the connection stops keeping the
+/// loop alive for it; bytes that arrive later wait in the buffer.
+unsafe fn unhook_reader(_rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
+    let s = ctx as *mut Sock;
+    if (*s).reader == Some(id) {
+        take_reader(s);
+    }
 }
 
 /// `nil, nil` at end of stream, `nil, err` otherwise.
@@ -389,8 +411,9 @@ pub unsafe fn read(L: *mut lua_State, s: *mut Sock) -> ReadNow {
         }
         sk.reading = true;
     }
-    sk.reader = Some(Waiter::park(rt, L));
+    let spec = Spec::new(Shape::Two).timeout(sk.timeouts.read).unhook(unhook_reader, s.cast());
     uv::uv_ref(Sock::handle(s));
+    (*s).reader = Some(sched::park(rt, L, spec));
     ReadNow::Wait
 }
 
@@ -404,9 +427,9 @@ pub enum WriteNow {
 }
 
 /// # Safety
-/// `L` is the running coroutine and `data` a Lua string on its stack (it stays
-/// there, alive, while the caller is parked); `s` a live, open connection.
-pub unsafe fn write(L: *mut lua_State, s: *mut Sock, data: &[u8]) -> WriteNow {
+/// `L` is the running coroutine and `data` the Lua string at `data_idx` on its
+/// stack (referenced while libuv writes it); `s` a live, open connection.
+pub unsafe fn write(L: *mut lua_State, s: *mut Sock, data: &[u8], data_idx: c_int) -> WriteNow {
     let mut rest = data;
     if (*s).writes == 0 {
         let buf = uv::uv_buf_t { base: data.as_ptr() as *mut _, len: data.len() };
@@ -420,7 +443,7 @@ pub unsafe fn write(L: *mut lua_State, s: *mut Sock, data: &[u8]) -> WriteNow {
             return WriteNow::Done(Some(strerror(n)));
         }
     }
-    let wr = Box::into_raw(Box::new(WriteReq { req: std::mem::zeroed(), sock: s, waiter: None }));
+    let wr = Box::into_raw(Box::new(WriteReq { req: std::mem::zeroed(), sock: s, wait: None, data_ref: ffi::LUA_NOREF }));
     (*wr).req.data = wr.cast();
     let buf = uv::uv_buf_t { base: rest.as_ptr() as *mut _, len: rest.len() };
     let rc = uv::uv_write(&mut (*wr).req, Sock::stream(s), &buf, 1, Some(on_write));
@@ -429,8 +452,16 @@ pub unsafe fn write(L: *mut lua_State, s: *mut Sock, data: &[u8]) -> WriteNow {
         return WriteNow::Done(Some(strerror(rc)));
     }
     (*s).writes += 1;
-    (*wr).waiter = Some(Waiter::park((*s).rt, L));
+    ffi::lua_pushvalue(L, data_idx);
+    (*wr).data_ref = ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX);
+    let spec = Spec::new(Shape::One).timeout((*s).timeouts.send).unhook(unhook_writer, wr.cast());
+    (*wr).wait = Some(sched::park((*s).rt, L, spec));
     WriteNow::Wait
+}
+
+/// A write that timed out or was cancelled goes on without its writer.
+unsafe fn unhook_writer(_rt: *mut Runtime, ctx: *mut c_void, _id: WaitId) {
+    (*(ctx as *mut WriteReq)).wait = None;
 }
 
 unsafe extern "C" fn on_write(req: *mut uv::uv_write_t, status: c_int) {
@@ -438,7 +469,8 @@ unsafe extern "C" fn on_write(req: *mut uv::uv_write_t, status: c_int) {
     let s = wr.sock; // still allocated: write callbacks run before the close callback
     let rt = (*s).rt;
     (*s).writes -= 1;
-    let Some(w) = wr.waiter else { return };
+    ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, wr.data_ref);
+    let Some(id) = wr.wait else { return };
     let msg = if status == 0 {
         None
     } else if status == uv::uv_errno_t_UV_ECANCELED as c_int || (*s).closed {
@@ -446,7 +478,7 @@ unsafe extern "C" fn on_write(req: *mut uv::uv_write_t, status: c_int) {
     } else {
         Some(strerror(status))
     };
-    sched::end(rt, w, true, |co| {
+    sched::complete(rt, id, |co| {
         match &msg {
             None => ffi::lua_pushnil(co),
             Some(m) => push_bytes(co, m.as_bytes()),
@@ -494,10 +526,18 @@ unsafe fn accept_one(s: *mut Sock) {
     begin(c);
     let l = (*s).listen.as_mut().unwrap();
     match l.accepter.take() {
-        Some(w) => sched::wake(rt, w, |co| {
-            push(co, c);
-            1
-        }),
+        Some(id) => {
+            let mut taken = false;
+            sched::complete(rt, id, |co| {
+                taken = true;
+                push(co, c);
+                1
+            });
+            if !taken {
+                // The accepter is gone: keep the connection for the next one.
+                (*s).listen.as_mut().unwrap().queue.push_front(c);
+            }
+        }
         None => l.queue.push_back(c),
     }
 }
@@ -519,15 +559,26 @@ pub unsafe fn accept(L: *mut lua_State, s: *mut Sock) -> Option<c_int> {
     if l.accepter.is_some() {
         return Some(lunet_abi::lua::push_fail(L, "another accept already in progress"));
     }
-    l.accepter = Some(Waiter::park((*s).rt, L));
+    let spec = Spec::new(Shape::Two).timeout((*s).timeouts.read).unhook(unhook_accepter, s.cast());
+    let id = sched::park((*s).rt, L, spec);
+    (*s).listen.as_mut().unwrap().accepter = Some(id);
     None
+}
+
+unsafe fn unhook_accepter(_rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
+    let s = ctx as *mut Sock;
+    if let Some(l) = (*s).listen.as_mut() {
+        if l.accepter == Some(id) {
+            l.accepter = None;
+        }
+    }
 }
 
 // ---------------------------------------------------------------- closing
 
 /// Closes `s` (idempotent). Waiting readers and accepters get
-/// `"socket closed"` / `"listener closed"` (resumed now if `wake`, otherwise
-/// their waits are released); queued writers get `"socket closed"` from
+/// `"socket closed"` / `"listener closed"` (on the next loop iteration if
+/// `wake`, otherwise their waits are released); queued writers get `"socket closed"` from
 /// libuv's cancelled write callbacks; queued unaccepted connections are closed.
 ///
 /// # Safety
@@ -538,26 +589,30 @@ pub unsafe fn close(s: *mut Sock, wake: bool) {
     }
     let rt = (*s).rt;
     (*s).closed = true;
-    let mut woken: Vec<(Waiter, &'static str)> = Vec::new();
+    let mut woken: Vec<(WaitId, &'static str)> = Vec::new();
     if let Some(l) = (*s).listen.as_mut() {
         for c in std::mem::take(&mut l.queue) {
             close(c, false);
         }
-        if let Some(w) = l.accepter.take() {
-            woken.push((w, "listener closed"));
+        if let Some(id) = l.accepter.take() {
+            woken.push((id, "listener closed"));
         }
         if let Some(p) = l.path.take() {
             libc::unlink(p.as_ptr());
         }
     }
-    if let Some(w) = (*s).reader.take() {
-        woken.push((w, CLOSED));
+    if let Some(id) = (*s).reader.take() {
+        woken.push((id, CLOSED));
     }
     (*s).pending = Vec::new();
     (*s).pos = 0;
     uv::uv_close(Sock::handle(s), Some(on_close));
-    for (w, msg) in woken {
-        sched::end(rt, w, wake, |co| lunet_abi::lua::push_fail(co, msg));
+    for (id, msg) in woken {
+        if wake {
+            sched::fail_later(rt, id, msg);
+        } else {
+            sched::forget(rt, id);
+        }
     }
 }
 

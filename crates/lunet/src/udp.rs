@@ -32,7 +32,8 @@ use lunet_abi::lua_fn;
 use crate::connect::INVALID;
 use crate::dns::{self, ResolveError, SockType};
 use crate::runtime::{self, strerror, Runtime};
-use crate::sched::{self, Waiter};
+use crate::sched::{self, Shape, Spec, WaitId};
+use crate::task::opt_ms;
 use crate::tcp;
 
 /// Registry name of the UDP handles' metatable.
@@ -94,7 +95,9 @@ pub struct Udp {
     queue: VecDeque<Datagram>,
     queue_max: usize,
     queue_bytes: usize,
-    receiver: Option<Waiter>,
+    receiver: Option<WaitId>,
+    /// Time limit of each `recv` wait (`udp.settimeout`), ms.
+    timeout: Option<u64>,
     /// Send requests handed to libuv and not completed yet.
     sends: usize,
     /// Test hook: skip `try_send`, so every datagram takes the queued path.
@@ -136,6 +139,7 @@ pub unsafe fn bind(rt: *mut Runtime, host: &[u8], port: u16, queue_max: usize) -
         queue_max,
         queue_bytes: 0,
         receiver: None,
+        timeout: None,
         sends: 0,
         always_queue: false,
         stats: Stats::default(),
@@ -201,9 +205,9 @@ unsafe extern "C" fn on_recv(
     if nread < 0 {
         // Errors on an unconnected socket are transient (the next datagram
         // may well arrive); only a waiting receiver hears about them.
-        if let Some(w) = (*s).receiver.take() {
+        if let Some(id) = (*s).receiver.take() {
             let msg = strerror(nread as c_int);
-            sched::wake(rt, w, |co| push_fail3(co, &msg));
+            sched::complete(rt, id, |co| push_fail3(co, &msg));
         }
         return;
     }
@@ -216,12 +220,16 @@ unsafe extern "C" fn on_recv(
     let Some(from) = dns::from_raw(addr.cast()) else { return };
     let data = std::slice::from_raw_parts((*buf).base as *const u8, nread as usize);
     (*s).stats.received += 1;
-    match (*s).receiver.take() {
-        Some(w) => sched::wake(rt, w, |co| {
+    let mut delivered = false;
+    if let Some(id) = (*s).receiver.take() {
+        sched::complete(rt, id, |co| {
+            delivered = true;
             push_bytes(co, data);
             push_addr(co, &from) + 1
-        }),
-        None => enqueue(&mut *s, data, from),
+        });
+    }
+    if !delivered && !(*s).closed {
+        enqueue(&mut *s, data, from);
     }
 }
 
@@ -269,8 +277,16 @@ unsafe fn recv(L: *mut lua_State, s: *mut Udp) -> Option<c_int> {
     if sk.receiver.is_some() {
         return Some(push_fail3(L, PENDING));
     }
-    sk.receiver = Some(Waiter::park(sk.rt, L));
+    let spec = Spec::new(Shape::Three).timeout(sk.timeout).unhook(unhook_receiver, s.cast());
+    (*s).receiver = Some(sched::park((*s).rt, L, spec));
     None
+}
+
+unsafe fn unhook_receiver(_rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
+    let s = ctx as *mut Udp;
+    if (*s).receiver == Some(id) {
+        (*s).receiver = None;
+    }
 }
 
 // ---------------------------------------------------------------- sending
@@ -329,7 +345,7 @@ unsafe extern "C" fn on_send(req: *mut uv::uv_udp_send_t, status: c_int) {
 // ---------------------------------------------------------------- closing
 
 /// Closes `s` (idempotent): stops receiving, drops the receive queue, and
-/// gives a waiting receiver `nil, nil, "udp closed"` (resumed now if `wake`,
+/// gives a waiting receiver `nil, nil, "udp closed"` (on the next loop iteration if `wake`,
 /// otherwise its wait is released). The libuv handle is closed now, or by the
 /// last queued send's callback.
 ///
@@ -347,8 +363,12 @@ pub unsafe fn close(s: *mut Udp, wake: bool) {
     if (*s).sends == 0 {
         uv::uv_close(Udp::handle(s), Some(on_close));
     }
-    if let Some(w) = (*s).receiver.take() {
-        sched::end(rt, w, wake, |co| push_fail3(co, CLOSED));
+    if let Some(id) = (*s).receiver.take() {
+        if wake {
+            sched::fail_later(rt, id, CLOSED);
+        } else {
+            sched::forget(rt, id);
+        }
     }
 }
 
@@ -510,6 +530,19 @@ lua_fn! {
 }
 
 lua_fn! {
+    /// `udp.settimeout(handle, ms | nil)`: the time limit of each later `recv`.
+    pub fn l_settimeout(L) {
+        let ms = opt_ms(L, 2, "udp.settimeout")?;
+        match arg(L, 1) {
+            Arg::Udp(s) => (*s).timeout = ms,
+            Arg::Dead => return Err("udp.settimeout: udp closed".into()),
+            Arg::NotUdp => return Err(format!("udp.settimeout expects a UDP handle (got {})", type_name(L, 1)).into()),
+        }
+        Ok(0)
+    }
+}
+
+lua_fn! {
     /// `udp.close(handle)` -> true (idempotent; wakes a waiting receiver)
     pub fn l_close(L) {
         match arg(L, 1) {
@@ -638,6 +671,7 @@ mod tests {
             queue_max,
             queue_bytes: 0,
             receiver: None,
+            timeout: None,
             sends: 0,
             always_queue: false,
             stats: Stats::default(),

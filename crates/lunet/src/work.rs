@@ -1,79 +1,110 @@
 //! Thread-pool work (`uv_queue_work`) on behalf of drivers, through the ABI
 //! table: run a job off the loop thread, then resume the waiting coroutine
 //! with the values the driver's after-callback pushes on the loop thread.
+//!
+//! The wait for a job is a scheduler wait like any other: it honours the
+//! task's deadline and cancellation. When it ends early the driver's
+//! interrupt hook is called; the job itself cannot be taken back from the
+//! pool, so when it finishes its results are handed to `after` with no
+//! coroutine (the driver frees them) and nobody is resumed.
+//!
+//! Exit: libuv joins its pool threads when the process exits, so a statement
+//! still running would hold `os.exit()` until it ends (forever, for a server
+//! that never answers). While any pool work is in flight, an `on_exit`
+//! handler flushes stdio and ends the process at once with its exit status:
+//! the running work is abandoned (a database server sees the connection drop).
 
-use std::collections::HashSet;
 use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 
 use libuv_sys2 as uv;
 use lunet_abi::ffi::lua_State;
-use lunet_abi::{AfterFn, WorkFn};
+use lunet_abi::{AfterFn, InterruptFn, WorkFn};
 
 use crate::runtime::Runtime;
-use crate::sched::{self, Waiter};
+use crate::sched::{self, Shape, Spec, WaitId};
 
 struct Job {
     req: uv::uv_work_t,
     rt: *mut Runtime,
-    waiter: Option<Waiter>,
+    wait: Option<WaitId>,
     data: *mut c_void,
     work: WorkFn,
     after: AfterFn,
+    interrupt: Option<InterruptFn>,
 }
 
-/// Jobs handed to the pool and not yet finished.
-#[derive(Default)]
-pub struct Work {
-    in_flight: HashSet<*mut Job>,
+/// Requests on libuv's thread pool (jobs, fs requests, name lookups) not yet
+/// finished, in the whole process.
+static POOL_BUSY: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a request handed to the thread pool; pair with [`pool_done`].
+pub fn pool_begin() {
+    POOL_BUSY.fetch_add(1, Ordering::Relaxed);
 }
 
-impl Work {
-    /// Releases the coroutines waiting on unfinished jobs. The jobs themselves
-    /// cannot be stopped; if the process lives on, their results are dropped.
-    ///
-    /// # Safety
-    /// Shutdown only, on the loop thread.
-    pub unsafe fn shutdown(rt: *mut Runtime) {
-        let jobs: Vec<*mut Job> = (*rt).work.in_flight.iter().copied().collect();
-        for job in jobs {
-            if let Some(w) = (*job).waiter.take() {
-                w.cancel(rt);
-            }
-        }
+pub fn pool_done() {
+    POOL_BUSY.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Installs the exit handler once per process.
+pub fn exit_guard() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| unsafe {
+        on_exit(on_process_exit, std::ptr::null_mut());
+    });
+}
+
+extern "C" {
+    fn on_exit(f: unsafe extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+}
+
+unsafe extern "C" fn on_process_exit(status: c_int, _: *mut c_void) {
+    if POOL_BUSY.load(Ordering::Relaxed) > 0 {
+        libc::fflush(std::ptr::null_mut());
+        libc::_exit(status);
     }
 }
 
 /// `LunetAbi::queue_work`; see its documentation.
-pub unsafe extern "C" fn abi_queue_work(
+pub unsafe extern "C" fn abi_queue_work(ctx: *mut c_void, co: *mut lua_State, data: *mut c_void, work: WorkFn, after: AfterFn) -> c_int {
+    abi_queue_work_interruptible(ctx, co, data, work, after, None)
+}
+
+/// `LunetAbi::queue_work_interruptible`; see its documentation.
+pub unsafe extern "C" fn abi_queue_work_interruptible(
     ctx: *mut c_void,
     co: *mut lua_State,
     data: *mut c_void,
     work: WorkFn,
     after: AfterFn,
+    interrupt: Option<InterruptFn>,
 ) -> c_int {
     let rt = ctx as *mut Runtime;
     if (*rt).closing {
         return uv::uv_errno_t_UV_ECANCELED as c_int;
     }
-    let job = Box::into_raw(Box::new(Job {
-        req: std::mem::zeroed(),
-        rt,
-        waiter: None,
-        data,
-        work,
-        after,
-    }));
+    let job = Box::into_raw(Box::new(Job { req: std::mem::zeroed(), rt, wait: None, data, work, after, interrupt }));
     (*job).req.data = job.cast();
     let rc = uv::uv_queue_work((*rt).uv, &mut (*job).req, Some(on_work), Some(on_after));
     if rc != 0 {
         drop(Box::from_raw(job));
         return rc;
     }
+    pool_begin();
     if !co.is_null() {
-        (*job).waiter = Some(Waiter::park(rt, co));
+        (*job).wait = Some(sched::park(rt, co, Spec::new(Shape::Two).unhook(unhook, job.cast())));
     }
-    (*rt).work.in_flight.insert(job);
     0
+}
+
+unsafe fn unhook(_rt: *mut Runtime, ctx: *mut c_void, _id: WaitId) {
+    let job = ctx as *mut Job;
+    (*job).wait = None;
+    if let Some(f) = (*job).interrupt {
+        f((*job).data);
+    }
 }
 
 unsafe extern "C" fn on_work(req: *mut uv::uv_work_t) {
@@ -82,27 +113,18 @@ unsafe extern "C" fn on_work(req: *mut uv::uv_work_t) {
 }
 
 unsafe extern "C" fn on_after(req: *mut uv::uv_work_t, _status: c_int) {
+    pool_done();
     let job = Box::from_raw((*req).data as *mut Job);
-    let rt = job.rt;
-    (*rt).work.in_flight.remove(&((*req).data as *mut Job));
-    match job.waiter {
-        Some(w) if !(*rt).closing => {
-            let (after, data) = (job.after, job.data);
-            let mut delivered = false;
-            sched::wake(rt, w, |co| {
-                delivered = true;
-                after(co, data)
-            });
-            if !delivered {
-                // The coroutine is no longer waiting: still let the driver free `data`.
-                after(std::ptr::null_mut(), data);
-            }
-        }
-        other => {
-            (job.after)(std::ptr::null_mut(), job.data);
-            if let Some(w) = other {
-                w.cancel(rt);
-            }
-        }
+    let (rt, after, data) = (job.rt, job.after, job.data);
+    let mut delivered = false;
+    if let Some(id) = job.wait {
+        sched::complete(rt, id, |co| {
+            delivered = true;
+            after(co, data)
+        });
+    }
+    if !delivered {
+        // Nobody receives the results: still let the driver free `data`.
+        after(std::ptr::null_mut(), data);
     }
 }

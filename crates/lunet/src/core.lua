@@ -1,0 +1,44 @@
+-- The parts of the lunet module written in Lua. Returns a function called
+-- once with the module table M; it adds M.deadline and M.every.
+local error, pcall, select, type, unpack, tostring = error, pcall, select, type, unpack, tostring
+local huge = math.huge
+
+return function(M)
+local push, pop = M._deadline_push, M._deadline_pop
+local spawn, sleep = M.spawn, M.sleep
+
+local function finish(prev, ok, ...)
+  pop(prev)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+--- lunet.deadline(ms, fn, ...): runs fn(...) in the current task; every wait
+-- inside still pending ms from now fails as a timeout. Nests (the earliest
+-- deadline wins); released when fn returns or raises. Returns fn's results.
+function M.deadline(ms, fn, ...)
+  if type(fn) ~= "function" then
+    error("lunet.deadline expects a function (got " .. type(fn) .. ")", 2)
+  end
+  local prev = push(ms)
+  return finish(prev, pcall(fn, ...))
+end
+
+--- lunet.every(ms, fn, ...) -> task: calls fn(...) every ms milliseconds (after
+-- each wait of ms) until the task is cancelled or fn raises.
+function M.every(ms, fn, ...)
+  if type(ms) ~= "number" or ms ~= ms or ms < 0 or ms == huge then
+    error("lunet.every expects a time in milliseconds >= 0 (got " .. tostring(ms) .. ")", 2)
+  end
+  if type(fn) ~= "function" then
+    error("lunet.every expects a function (got " .. type(fn) .. ")", 2)
+  end
+  local n, args = select("#", ...), { ... }
+  return spawn(function()
+    while true do
+      sleep(ms)
+      fn(unpack(args, 1, n))
+    end
+  end)
+end
+end

@@ -1,0 +1,392 @@
+//! Tasks: what `lunet.spawn` returns. A task is a coroutine the scheduler
+//! runs, plus what the script can ask of it: `join`, `cancel`, `status`.
+//!
+//! The `Task` is heap-allocated and shared by its userdata handles (there may
+//! be several: `spawn`'s result, `lunet.current()`, the error hook's argument)
+//! and by the scheduler while it runs. It is freed when it has ended and no
+//! handle is left. Its results (or its error) stay on its coroutine's stack,
+//! which the task keeps referenced, until then.
+
+use std::ffi::{c_int, c_void, CStr};
+
+use lunet_abi::ffi::{self, lua_State};
+use lunet_abi::lua::{push_bytes, to_number, type_name, Raise};
+use lunet_abi::lua_fn;
+
+use lunet_abi::handle;
+use crate::runtime::{self, Runtime};
+use crate::sched::{self, Shape, Spec, WaitId, CANCELLED};
+use crate::waits::millis;
+
+pub const META: &CStr = c"lunet.task";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum State {
+    Live,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+pub struct Task {
+    pub co: *mut lua_State,
+    co_ref: c_int,
+    pub state: State,
+    /// `cancel` was called: every wait of the task raises the cancellation.
+    pub cancelled: bool,
+    /// The earliest `lunet.deadline` in force (loop time, ms).
+    pub deadline: Option<u64>,
+    /// The wait the task is in, if any.
+    pub wait: Option<WaitId>,
+    joiners: Vec<WaitId>,
+    /// Userdata handles pointing at this task.
+    handles: u32,
+    /// Number of results on the coroutine's stack once done.
+    nres: c_int,
+}
+
+/// Pushes a new handle for `t`.
+///
+/// # Safety
+/// `L` valid with free stack slots; `t` alive.
+pub unsafe fn push(L: *mut lua_State, rt: *mut Runtime, t: *mut Task) {
+    handle::push(L, META, t.cast());
+    (*t).handles += 1;
+    let _ = rt;
+}
+
+unsafe fn arg(L: *mut lua_State, idx: c_int, what: &str) -> Result<*mut Task, Raise> {
+    match handle::get(L, idx, META) {
+        Some(p) if !p.is_null() => Ok(p.cast()),
+        _ => Err(format!("{what} expects a task (got {})", type_name(L, idx)).into()),
+    }
+}
+
+/// Frees `t` if it has ended and no handle is left.
+unsafe fn maybe_free(rt: *mut Runtime, t: *mut Task) {
+    if (*t).state != State::Live && (*t).handles == 0 {
+        let b = Box::from_raw(t);
+        ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, b.co_ref);
+    }
+}
+
+/// The end of a task's run: `ok` with its results on its stack, or with its
+/// error on top. Reports an error nobody is joining; wakes the joiners.
+///
+/// # Safety
+/// Loop thread; called by the scheduler right after the final resume.
+pub unsafe fn finished(rt: *mut Runtime, t: *mut Task, ok: bool) {
+    let co = (*t).co;
+    (*t).wait = None;
+    if ok {
+        (*t).state = State::Done;
+        (*t).nres = ffi::lua_gettop(co);
+    } else {
+        let is_cancel = (*t).cancelled
+            && ffi::lua_type(co, -1) == ffi::LUA_TSTRING
+            && lunet_abi::lua::to_bytes(co, -1) == Some(CANCELLED.as_bytes());
+        if is_cancel {
+            (*t).state = State::Cancelled;
+        } else {
+            (*t).state = State::Failed;
+            if (*t).joiners.is_empty() {
+                sched::report(rt, co, t);
+            }
+        }
+        ffi::lua_insert(co, 1);
+        ffi::lua_settop(co, 1);
+        (*t).nres = 1;
+    }
+    wake_joiners(rt, t);
+}
+
+/// A task cancelled before its first run never runs.
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn cancelled_before_start(rt: *mut Runtime, t: *mut Task) {
+    (*t).state = State::Cancelled;
+    (*t).wait = None;
+    wake_joiners(rt, t);
+}
+
+unsafe fn wake_joiners(rt: *mut Runtime, t: *mut Task) {
+    for id in std::mem::take(&mut (*t).joiners) {
+        sched::joined_later(rt, id, t);
+    }
+    maybe_free(rt, t);
+}
+
+/// Pushes what `join` returns for an ended task: `true, ...results`,
+/// `false, err`, or `false, "cancelled"`.
+///
+/// # Safety
+/// `t` has ended; `L` has room (the stack is checked here).
+pub unsafe fn push_outcome(L: *mut lua_State, t: *mut Task) -> c_int {
+    let co = (*t).co;
+    match (*t).state {
+        State::Done => {
+            let n = (*t).nres;
+            ffi::lua_checkstack(L, n + 1);
+            ffi::lua_checkstack(co, n);
+            ffi::lua_pushboolean(L, 1);
+            for i in 1..=n {
+                ffi::lua_pushvalue(co, i);
+            }
+            ffi::lua_xmove(co, L, n);
+            n + 1
+        }
+        State::Failed => {
+            ffi::lua_pushboolean(L, 0);
+            ffi::lua_pushvalue(co, 1);
+            ffi::lua_xmove(co, L, 1);
+            2
+        }
+        State::Cancelled | State::Live => {
+            ffi::lua_pushboolean(L, 0);
+            push_bytes(L, CANCELLED.as_bytes());
+            2
+        }
+    }
+}
+
+lua_fn! {
+    /// `lunet.spawn(fn, ...)` -> task: runs `fn(...)` in a new coroutine, now,
+    /// up to its first wait.
+    pub fn l_spawn(L) {
+        if ffi::lua_type(L, 1) != ffi::LUA_TFUNCTION {
+            return Err(format!("lunet.spawn expects a function (got {})", type_name(L, 1)).into());
+        }
+        let rt = runtime::of(L);
+        let n = ffi::lua_gettop(L);
+        if ffi::lua_checkstack(L, n + 4) == 0 {
+            return Err("lunet.spawn: too many arguments".into());
+        }
+        let co = ffi::lua_newthread(L);
+        let co_ref = ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX);
+        let t = Box::into_raw(Box::new(Task {
+            co,
+            co_ref,
+            state: State::Live,
+            cancelled: false,
+            deadline: None,
+            wait: None,
+            joiners: Vec::new(),
+            handles: 0,
+            nres: 0,
+        }));
+        push(L, rt, t);
+        ffi::lua_checkstack(co, n + 1);
+        for i in 1..=n {
+            ffi::lua_pushvalue(L, i);
+        }
+        ffi::lua_xmove(L, co, n);
+        sched::start(rt, co, n - 1, t);
+        Ok(1)
+    }
+}
+
+lua_fn! {
+    /// `task:join([ms])` -> `true, ...` | `false, err` | `nil, "timeout"`
+    pub fn l_join(L) {
+        let t = arg(L, 1, "task:join")?;
+        let ms = opt_ms(L, 2, "task:join")?;
+        let rt = runtime::of(L);
+        if (*t).state != State::Live {
+            return Ok(push_outcome(L, t));
+        }
+        if (*t).co == L {
+            return Err("task:join: a task cannot join itself".into());
+        }
+        let id = sched::park(rt, L, Spec::new(Shape::Two).timeout(ms).unhook(unjoin, t.cast()));
+        (*t).joiners.push(id);
+        Ok(ffi::lua_yield(L, 0))
+    }
+}
+
+unsafe fn unjoin(_rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
+    let t = ctx as *mut Task;
+    (*t).joiners.retain(|&j| j != id);
+}
+
+lua_fn! {
+    /// `task:cancel()`: ends the task's current wait with a cancellation
+    /// raised at the wait point; every later wait raises it again.
+    pub fn l_cancel(L) {
+        let t = arg(L, 1, "task:cancel")?;
+        let rt = runtime::of(L);
+        if (*t).state == State::Live && !(*t).cancelled {
+            (*t).cancelled = true;
+            if let Some(id) = (*t).wait {
+                if sched::is_waiting(rt, id) {
+                    sched::cancel_wait(rt, id);
+                }
+            }
+        }
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    /// `task:status()` -> "running" | "waiting" | "ready" | "done" | "failed" | "cancelled"
+    pub fn l_status(L) {
+        let t = arg(L, 1, "task:status")?;
+        let rt = runtime::of(L);
+        let s: &CStr = match (*t).state {
+            State::Done => c"done",
+            State::Failed => c"failed",
+            State::Cancelled => c"cancelled",
+            State::Live => match (*t).wait {
+                Some(id) if sched::is_waiting(rt, id) => c"waiting",
+                Some(_) => c"ready",
+                None if ffi::lua_status((*t).co) == ffi::LUA_YIELD => c"waiting",
+                None => c"running",
+            },
+        };
+        ffi::lua_pushstring(L, s.as_ptr());
+        Ok(1)
+    }
+}
+
+lua_fn! {
+    /// `lunet.current()` -> the running task, or nil (main thread, or a
+    /// coroutine lunet did not spawn).
+    pub fn l_current(L) {
+        let rt = runtime::of(L);
+        let cur = (*rt).sched.current;
+        if !cur.is_null() && (*cur).co == L {
+            push(L, rt, cur);
+        } else {
+            ffi::lua_pushnil(L);
+        }
+        Ok(1)
+    }
+}
+
+/// The optional time argument at `idx`, in ms (`nil`/absent = none).
+///
+/// # Safety
+/// `L` valid.
+pub unsafe fn opt_ms(L: *mut lua_State, idx: c_int, what: &str) -> Result<Option<u64>, Raise> {
+    if ffi::lua_type(L, idx) <= ffi::LUA_TNIL {
+        return Ok(None);
+    }
+    ms_arg(L, idx, what).map(Some)
+}
+
+/// The required time argument at `idx`, in ms.
+///
+/// # Safety
+/// `L` valid.
+pub unsafe fn ms_arg(L: *mut lua_State, idx: c_int, what: &str) -> Result<u64, Raise> {
+    if ffi::lua_type(L, idx) != ffi::LUA_TNUMBER {
+        return Err(format!("{what} expects a time in milliseconds (got {})", type_name(L, idx)).into());
+    }
+    millis(to_number(L, idx).unwrap_or(f64::NAN)).map_err(|e| Raise::from(format!("{what}: time {e}")))
+}
+
+lua_fn! {
+    /// `lunet._deadline_push(ms)` -> previous deadline (or nil): used by the
+    /// Lua side of `lunet.deadline`.
+    pub fn l_deadline_push(L) {
+        let ms = ms_arg(L, 1, "lunet.deadline")?;
+        let rt = runtime::of(L);
+        let cur = (*rt).sched.current;
+        if cur.is_null() || (*cur).co != L {
+            return Err("lunet.deadline must be called from a task".into());
+        }
+        let prev = (*cur).deadline;
+        let d = libuv_sys2::uv_now((*rt).uv).saturating_add(ms);
+        (*cur).deadline = Some(prev.map_or(d, |p| p.min(d)));
+        match prev {
+            Some(p) => ffi::lua_pushnumber(L, p as f64),
+            None => ffi::lua_pushnil(L),
+        }
+        Ok(1)
+    }
+}
+
+lua_fn! {
+    /// `lunet._deadline_pop(prev)`: restores the deadline `_deadline_push` returned.
+    pub fn l_deadline_pop(L) {
+        let rt = runtime::of(L);
+        let cur = (*rt).sched.current;
+        if !cur.is_null() && (*cur).co == L {
+            (*cur).deadline = to_number(L, 1).map(|d| d as u64);
+        }
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    /// `lunet.on_error(fn | nil)`: the handler for errors that end a task
+    /// nobody joins, called as `fn(err, traceback, task)`.
+    pub fn l_on_error(L) {
+        let rt = runtime::of(L);
+        let t = ffi::lua_type(L, 1);
+        if t != ffi::LUA_TFUNCTION && t > ffi::LUA_TNIL {
+            return Err(format!("lunet.on_error expects a function or nil (got {})", type_name(L, 1)).into());
+        }
+        let s = &mut (*rt).sched;
+        ffi::luaL_unref(L, ffi::LUA_REGISTRYINDEX, s.on_error);
+        s.on_error = ffi::LUA_NOREF;
+        if t == ffi::LUA_TFUNCTION {
+            ffi::lua_pushvalue(L, 1);
+            s.on_error = ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX);
+        }
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    fn l_gc(L) {
+        let rt = runtime::of(L);
+        if let Some(p) = handle::take(L, 1, META) {
+            let t = p as *mut Task;
+            (*t).handles -= 1;
+            maybe_free(rt, t);
+        }
+        Ok(0)
+    }
+}
+
+lua_fn! {
+    fn l_tostring(L) {
+        match handle::get(L, 1, META) {
+            Some(p) if !p.is_null() => {
+                let t = p as *mut Task;
+                push_bytes(L, format!("lunet.task: {:p} ({:?})", t, (*t).state).to_lowercase().as_bytes());
+            }
+            _ => push_bytes(L, b"lunet.task"),
+        }
+        Ok(1)
+    }
+}
+
+lua_fn! {
+    fn l_eq(L) {
+        let a = handle::get(L, 1, META);
+        let b = handle::get(L, 2, META);
+        ffi::lua_pushboolean(L, (a.is_some() && a == b) as c_int);
+        Ok(1)
+    }
+}
+
+/// Creates the task metatable (methods `join`, `cancel`, `status`).
+///
+/// # Safety
+/// `L` valid.
+pub unsafe fn set_metatable(L: *mut lua_State, rt: *mut Runtime) -> Result<(), Raise> {
+    runtime::new_module(L, rt, "task", &[
+        (c"join", l_join, runtime::Kind::Yields),
+        (c"cancel", l_cancel, runtime::Kind::Plain),
+        (c"status", l_status, runtime::Kind::Plain),
+    ])?;
+    handle::set_metatable(L, rt.cast(), META, l_gc, l_tostring);
+    ffi::lua_settop(L, -2);
+    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, META.as_ptr());
+    runtime::push_fn(L, rt, l_eq);
+    ffi::lua_setfield(L, -2, c"__eq".as_ptr());
+    ffi::lua_settop(L, -2);
+    Ok(())
+}
