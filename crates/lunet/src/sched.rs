@@ -29,6 +29,7 @@
 //!   one-instruction count hook installed just for its resume.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::io::Write;
 
@@ -122,6 +123,8 @@ pub struct Sched {
     idle: *mut uv::uv_idle_t,
     ready: Vec<WaitId>,
     spare: Vec<WaitId>,
+    /// The wait of each coroutine that is not a task (tasks keep theirs).
+    bare: HashMap<usize, WaitId>,
     /// The task whose coroutine lunet is running right now, if any.
     pub current: *mut Task,
     depth: u32,
@@ -144,6 +147,7 @@ impl Sched {
             idle: std::ptr::null_mut(),
             ready: Vec::new(),
             spare: Vec::new(),
+            bare: HashMap::new(),
             current: std::ptr::null_mut(),
             depth: 0,
             probe: ffi::LUA_NOREF,
@@ -199,8 +203,16 @@ pub unsafe fn park(rt: *mut Runtime, L: *mut lua_State, spec: Spec) -> WaitId {
         deadline = min_opt(deadline, (*task).deadline);
     }
     let id = insert(rt, L, task, spec.shape, spec.unhook, false);
-    if !task.is_null() {
-        (*task).wait = Some(id);
+    // A coroutine has one wait at a time. An older one still registered means
+    // the script resumed the coroutine itself while it waited: that wait is
+    // over, and its completion must never resume the coroutine again.
+    let older = if task.is_null() {
+        (*rt).sched.bare.insert(L as usize, id)
+    } else {
+        (*task).wait.replace(id)
+    };
+    if let Some(old) = older {
+        drop_stale(rt, old);
     }
     if let Some(d) = deadline {
         if matches!(pending, Pending::None) && d <= uv::uv_now((*rt).uv) {
@@ -311,10 +323,24 @@ unsafe fn take(rt: *mut Runtime, id: WaitId) -> Option<Wait> {
     let s = &mut (*rt).sched;
     let w = s.waits.remove(id)?;
     s.deadlines.remove(id.slot());
-    if !w.task.is_null() && (*w.task).wait == Some(id) {
+    if w.task.is_null() {
+        if s.bare.get(&(w.co as usize)) == Some(&id) {
+            s.bare.remove(&(w.co as usize));
+        }
+    } else if (*w.task).wait == Some(id) {
         (*w.task).wait = None;
     }
     Some(w)
+}
+
+/// Ends a wait its coroutine has left behind: unhooked, released, and
+/// dropped from the ready list's view.
+unsafe fn drop_stale(rt: *mut Runtime, id: WaitId) {
+    let unhook = (*rt).sched.waits.get_mut(id).and_then(|w| w.unhook.take());
+    if let Some((f, ctx)) = unhook {
+        f(rt, ctx, id);
+    }
+    forget(rt, id);
 }
 
 /// Completes a wait: resumes its coroutine with the values `push` puts on
@@ -855,11 +881,7 @@ pub unsafe fn stop(rt: *mut Runtime) {
 /// Runtime shutdown only.
 pub unsafe fn shutdown(rt: *mut Runtime) {
     for id in (*rt).sched.waits.ids() {
-        let unhook = (*rt).sched.waits.get_mut(id).and_then(|w| w.unhook.take());
-        if let Some((f, ctx)) = unhook {
-            f(rt, ctx, id);
-        }
-        forget(rt, id);
+        drop_stale(rt, id);
     }
     let s = &mut (*rt).sched;
     s.ready.clear();
