@@ -64,30 +64,7 @@ fi
 
 # ------------------------------------------------------------------ helpers
 
-calc() { awk "BEGIN { printf \"%s\", $1 }"; }          # calc '1/3' -> 0.333333
-fmt() { awk -v v="$2" "BEGIN { printf \"$1\", v }"; }  # fmt %.2f 1.234
-
-cpu_ticks() { # utime+stime of a process, in clock ticks
-  local s
-  s=$(cat "/proc/$1/stat")
-  s=${s##*) }            # drop "pid (comm) "
-  awk '{ print $12 + $13 }' <<<"$s"
-}
-
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
-free_port() {
-  luajit -e 'local uv = require("luv"); local t = uv.new_tcp(); t:bind("127.0.0.1", 0); print(t:getsockname().port); t:close(); uv.run()'
-}
-
-wait_port() { # port: waits until something accepts on it
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "net.sh: nothing listens on port $1" >&2
-  return 1
-}
+source bench/lib.sh
 
 # start_server NAME PORT CMD...: starts CMD pinned to CPU 0 (it must serve PORT).
 start_server() {
@@ -173,7 +150,6 @@ wrk_run() { # seconds -> wrk output on stdout
   taskset -c 1 wrk -t1 -c50 -d"$1"s --latency "http://127.0.0.1:$SERVER_PORT/"
 }
 
-wrk_requests() { awk '/requests in/ { print $1 }' "$1"; }
 wrk_p99_ms() { # wrk prints 99% with us/ms/s units
   awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
        if (u == "us") v /= 1000; else if (u == "s") v *= 1000; print v }' "$1"

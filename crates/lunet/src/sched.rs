@@ -243,7 +243,7 @@ pub unsafe fn park_sleep(rt: *mut Runtime, L: *mut lua_State, ms: u64) {
     }
     if ms == 0 {
         w.pending = Pending::Plain;
-        s.deadlines.remove(id.slot());
+        unarm(rt, id);
         queue(rt, id);
         return;
     }
@@ -291,6 +291,17 @@ unsafe fn arm(rt: *mut Runtime, id: WaitId, deadline: u64) {
     }
 }
 
+/// Takes the wait's deadline out of the heap. The timer stays armed for an
+/// earlier deadline (it fires, finds nothing due and re-arms) unless no
+/// deadline is left: an armed timer keeps the loop alive.
+unsafe fn unarm(rt: *mut Runtime, id: WaitId) {
+    let s = &mut (*rt).sched;
+    if s.deadlines.remove(id.slot()) && s.deadlines.is_empty() && s.armed.is_some() {
+        uv::uv_timer_stop(s.timer);
+        s.armed = None;
+    }
+}
+
 unsafe fn queue(rt: *mut Runtime, id: WaitId) {
     let s = &mut (*rt).sched;
     if s.ready.is_empty() {
@@ -307,7 +318,7 @@ unsafe fn end_early(rt: *mut Runtime, id: WaitId, how: Pending) {
     let was_queued = !matches!(w.pending, Pending::None);
     w.pending = how;
     let unhook = w.unhook.take();
-    s.deadlines.remove(id.slot());
+    unarm(rt, id);
     if let Some((f, ctx)) = unhook {
         f(rt, ctx, id);
     }
@@ -322,7 +333,8 @@ unsafe fn end_early(rt: *mut Runtime, id: WaitId, how: Pending) {
 unsafe fn take(rt: *mut Runtime, id: WaitId) -> Option<Wait> {
     let s = &mut (*rt).sched;
     let w = s.waits.remove(id)?;
-    s.deadlines.remove(id.slot());
+    unarm(rt, id);
+    let s = &mut (*rt).sched;
     if w.task.is_null() {
         if s.bare.get(&(w.co as usize)) == Some(&id) {
             s.bare.remove(&(w.co as usize));
