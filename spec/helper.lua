@@ -122,4 +122,61 @@ function M.luajit(source)
   return rc, out, err
 end
 
+-- Database driver checks run in a child process, so that a crash or an abort
+-- fails the spec instead of killing busted. `fields` is Lua source for a
+-- table of `open` parameters; `driver` a module name such as "lunet.mysql".
+
+--- Calls `driver.open(t)`, `t` holding `fields` with a metatable whose
+-- `__index` raises (`how` = "raises") or yields (`how` = "yields"); then,
+-- given a connection, `driver.query(conn, "SELECT 1", t2)` with such a table
+-- as a parameter. Returns exit code, stdout, stderr; stdout says what open
+-- and query did, how often the metamethod ran, and "done" at the end.
+function M.trapped_open(driver, fields, how)
+  return M.luajit(([[
+    local lunet, db = require("lunet"), require(%q)
+    local how, runs = %q, 0
+    local function trapped(t)
+      return setmetatable(t, { __index = function()
+        runs = runs + 1
+        if how == "raises" then error("__index ran") end
+        coroutine.yield()
+      end })
+    end
+    local function outcome(ok, v, err)
+      if not ok then return "raised " .. tostring(v) end
+      if v == nil then return "returned nil, " .. tostring(err) end
+      return "returned a " .. type(v)
+    end
+    lunet.spawn(function()
+      local ok, c, err = pcall(db.open, trapped(%s))
+      print("open " .. outcome(ok, c, err))
+      if ok and c then
+        print("query with a trapped parameter " .. outcome(pcall(db.query, c, "SELECT 1", trapped({}))))
+        db.close(c)
+      end
+      print("__index ran " .. runs .. " times")
+    end)
+    lunet.run()
+    print("done")
+  ]]):format(driver, how, fields))
+end
+
+--- The spec of `trapped_open` shared by the drivers: the process survives,
+-- `open` reads the table's own fields (it connects) without ever running the
+-- metamethod, and a trapped table as a parameter is refused with the usual
+-- argument error, again without running it.
+function M.check_trapped_open(driver, fields, how)
+  local expect = require("luassert")
+  local rc, out, err = M.trapped_open(driver, fields, how)
+  expect.equal(0, rc, err)
+  local name = driver:match("^lunet%.(.+)$")
+  expect.equal(table.concat({
+    "open returned a userdata",
+    "query with a trapped parameter raised bad argument #3 to '" .. name
+      .. ".query' (parameter 1 must be nil, boolean, number or string, got table)",
+    "__index ran 0 times",
+    "done",
+  }, "\n") .. "\n", (out:gsub("raised [^\n]-: bad argument", "raised bad argument")))
+end
+
 return M

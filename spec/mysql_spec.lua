@@ -15,6 +15,9 @@ local SERVER = {
   password = os.getenv("LUNET_DB_PASS") or "",
 }
 local DBNAME = ("lunet_spec_%d_%d"):format(H.pid(), os.time())
+-- SERVER as a Lua table constructor (for subprocesses).
+local SERVER_LITERAL = ("{ host = %q, port = %d, user = %q, password = %q }")
+  :format(SERVER.host, SERVER.port, SERVER.user, SERVER.password)
 
 -- Connection parameters for the spec's database, with `extra` fields on top.
 local function params(extra)
@@ -223,6 +226,12 @@ describe("lunet.mysql", function()
         db.close(c)
       end)
     end)
+
+    for _, how in ipairs({ "raises", "yields" }) do
+      it("a db.open table whose __index " .. how .. " does not abort the process", function()
+        H.check_trapped_open("lunet.mysql", SERVER_LITERAL, how)
+      end)
+    end
 
     it("raises for wrong argument types", function()
       H.run(function()

@@ -44,11 +44,16 @@ end
 
 local eventually = H.eventually
 
--- Lua source that sets `P` to the connection parameters (for subprocesses).
-local function params_src()
+-- The connection parameters as a Lua table constructor (for subprocesses).
+local function params_literal()
   local parts = {}
   for k, v in pairs(params()) do parts[#parts + 1] = ("%s = %q"):format(k, v) end
-  return "local P = { " .. table.concat(parts, ", ") .. " }\n"
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+-- Lua source that sets `P` to the connection parameters (for subprocesses).
+local function params_src()
+  return "local P = " .. params_literal() .. "\n"
 end
 
 describe("lunet.postgres", function()
@@ -258,6 +263,12 @@ describe("lunet.postgres", function()
           or err:find("reset by peer", 1, true), err)
       end)
     end)
+
+    for _, how in ipairs({ "raises", "yields" }) do
+      it("a db.open table whose __index " .. how .. " does not abort the process", function()
+        H.check_trapped_open("lunet.postgres", params_literal(), how)
+      end)
+    end
 
     it("raises for arguments of the wrong type", function()
       H.run(function()

@@ -144,6 +144,12 @@ describe("lunet.sqlite3", function()
       end)
     end)
 
+    for _, how in ipairs({ "raises", "yields" }) do
+      it("a db.open table whose __index " .. how .. " does not abort the process", function()
+        H.check_trapped_open("lunet.sqlite3", "{}", how)
+      end)
+    end
+
     it("keeps a file database across close and reopen", function()
       local path = os.tmpname() .. ".db"
       H.run(function()

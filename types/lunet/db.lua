@@ -15,7 +15,8 @@
 local Driver = {}
 
 --- Opens a connection. What `params` holds depends on the driver (see its
---- module). Raises if `params` has the wrong type.
+--- module). A table is read raw: only its own fields count, its metatable is
+--- never consulted. Raises if `params` has the wrong type.
 ---@async
 ---@param params? table|string what to connect to
 ---@return lunet.db.Connection|nil conn the new connection, or nil on failure

@@ -16,7 +16,7 @@ mod params;
 use std::ffi::{c_int, CStr};
 
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::{to_number, type_name, Raise};
+use lunet_abi::lua::{raw_field, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
 use lunet_db::{Driver, Exec, Param, Rows, Statement};
 
@@ -53,7 +53,7 @@ impl Driver for Postgres {
             ffi::LUA_TNONE | ffi::LUA_TNIL => {}
             ffi::LUA_TTABLE => {
                 for &(field, key, keyword, numeric) in FIELDS {
-                    ffi::lua_getfield(L, idx, key.as_ptr());
+                    raw_field(L, idx, key);
                     let value = read_field(L, field, numeric);
                     ffi::lua_settop(L, -2);
                     if let Some(v) = value? {
