@@ -179,4 +179,50 @@ function M.check_trapped_open(driver, fields, how)
   }, "\n") .. "\n", (out:gsub("raised [^\n]-: bad argument", "raised bad argument")))
 end
 
+--- Runs `query`, `exec`, `query_params` and `exec_params` with empty SQL and
+-- with blank SQL (" "), without parameters and with one, on a connection
+-- opened with `fields`. Returns exit code, results, stderr: results maps
+-- "<function>/<number of parameters>" to { [""] = what empty SQL gave,
+-- [" "] = what blank SQL gave }, each "rows <n>", "affected <n>" or
+-- "nil, <err>".
+function M.empty_sql(driver, fields)
+  local rc, out, err = M.luajit(([[
+    local lunet, db = require("lunet"), require(%q)
+    lunet.spawn(function()
+      local c = assert(db.open(%s))
+      for _, name in ipairs({ "query", "exec", "query_params", "exec_params" }) do
+        for _, sql in ipairs({ "", " " }) do
+          for n = 0, 1 do
+            local r, e = db[name](c, sql, unpack({ 1 }, 1, n))
+            local what = r == nil and "nil, " .. tostring(e)
+              or r.affected_rows and "affected " .. r.affected_rows or "rows " .. #r
+            print(("%%s/%%d|%%s|%%s"):format(name, n, sql, what))
+          end
+        end
+      end
+      db.close(c)
+    end)
+    lunet.run()
+  ]]):format(driver, fields))
+  local results = {}
+  for key, sql, what in out:gmatch("([%w_]+/%d)|([^|]*)|([^\n]*)\n") do
+    results[key] = results[key] or {}
+    results[key][sql] = what
+  end
+  return rc, results, err
+end
+
+--- What `empty_sql` returns where empty and blank SQL are a statement that
+-- does nothing (SQLite, PostgreSQL): no rows, no changes, and no placeholder
+-- for a parameter.
+M.EMPTY_SQL_DOES_NOTHING = {}
+do
+  local mismatch = "nil, parameter count mismatch: the statement has 0 placeholders, 1 value was given"
+  for _, name in ipairs({ "query", "exec", "query_params", "exec_params" }) do
+    local none = name:match("^query") and "rows 0" or "affected 0"
+    M.EMPTY_SQL_DOES_NOTHING[name .. "/0"] = { [""] = none, [" "] = none }
+    M.EMPTY_SQL_DOES_NOTHING[name .. "/1"] = { [""] = mismatch, [" "] = mismatch }
+  end
+end
+
 return M

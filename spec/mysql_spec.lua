@@ -461,6 +461,17 @@ describe("lunet.mysql", function()
       end, 30000)
     end)
 
+    it("empty SQL returns nil, \"Query was empty\" as blank SQL does, and does not crash", function()
+      local rc, results, err = H.empty_sql("lunet.mysql", SERVER_LITERAL)
+      assert.equal(0, rc, err)
+      local n = 0
+      for key, got in pairs(results) do
+        n = n + 1
+        assert.same({ [""] = "nil, Query was empty", [" "] = "nil, Query was empty" }, got, key)
+      end
+      assert.equal(8, n)
+    end)
+
     it("report affected rows and the last insert id", function()
       H.run(function()
         local c = conn()

@@ -493,6 +493,12 @@ describe("lunet.postgres", function()
       end)
     end)
 
+    it("empty SQL gives what blank SQL gives (no rows, nothing changed)", function()
+      local rc, results, err = H.empty_sql("lunet.postgres", params_literal())
+      assert.equal(0, rc, err)
+      assert.same(H.EMPTY_SQL_DOES_NOTHING, results)
+    end)
+
     it("reports a parameter count mismatch both ways", function()
       H.run(function()
         local c = connect()

@@ -243,6 +243,12 @@ describe("lunet.sqlite3", function()
       end)
     end)
 
+    it("empty SQL gives what blank SQL gives (no rows, nothing changed)", function()
+      local rc, results, err = H.empty_sql("lunet.sqlite3", "{}")
+      assert.equal(0, rc, err)
+      assert.same(H.EMPTY_SQL_DOES_NOTHING, results)
+    end)
+
     it("takes exactly one statement", function()
       H.run(function()
         local c = mem()

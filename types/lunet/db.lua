@@ -35,7 +35,8 @@ function Driver.open(params) end
 --- integers, other numbers doubles, strings are passed byte for byte. A
 --- wrong number of them gives `nil, "parameter count mismatch: ..."`; a value
 --- of another type (a table, a function) raises. On a closed connection the
---- result is `nil, "connection is closed"`.
+--- result is `nil, "connection is closed"`. Empty SQL is answered as the
+--- database answers blank SQL: no rows (MySQL: `nil, "Query was empty"`).
 ---@async
 ---@param conn lunet.db.Connection an open connection of this driver
 ---@param sql string one SQL statement

@@ -15,7 +15,8 @@
 --- and doubled quotes under `NO_BACKSLASH_ESCAPES`) without waiting for it;
 --- `escape(s)` escapes for utf8mb4. A connection the server dropped is never
 --- reconnected: the statement that notices gets the library's message and
---- every later call `nil, "connection is broken: <message>"`.
+--- every later call `nil, "connection is broken: <message>"`. Empty SQL
+--- returns `nil, "Query was empty"`, as blank SQL does.
 ---@class lunet.mysql: lunet.db.Driver
 local mysql = {}
 

@@ -90,6 +90,19 @@ impl Fail {
     }
 }
 
+/// The pointer to give Connector/C for SQL passed with its length. The
+/// library takes a length of 0 to mean "a C string: measure it" and calls
+/// `strlen` on the pointer, while an empty slice's pointer dangles; so empty
+/// SQL points at a real NUL byte instead, and the server answers it as it
+/// answers blank SQL: "Query was empty".
+pub(crate) fn sql_ptr(sql: &[u8]) -> *const std::ffi::c_char {
+    if sql.is_empty() {
+        c"".as_ptr()
+    } else {
+        sql.as_ptr().cast()
+    }
+}
+
 pub(crate) unsafe fn text(p: *const std::ffi::c_char) -> String {
     if p.is_null() {
         String::new()
@@ -323,7 +336,7 @@ pub(crate) fn count(e: &mut Exec, affected: u64, insert_id: u64) {
 /// result set drained. Returns the rows of the first result set that has
 /// columns (when `want_rows`), and the summed counts.
 unsafe fn text_query(m: *mut my::MYSQL, sql: &[u8], want_rows: bool) -> Result<(Option<Rows>, Exec), Fail> {
-    if my::mysql_real_query(m, sql.as_ptr().cast(), sql.len() as _) != 0 {
+    if my::mysql_real_query(m, sql_ptr(sql), sql.len() as _) != 0 {
         return Err(conn_fail(m));
     }
     let mut rows = None;

@@ -219,3 +219,13 @@ fn escaping_matches_the_librarys_own_for_every_charset_and_mode() {
         }
     }
 }
+
+#[test]
+fn empty_sql_is_the_servers_query_was_empty_in_both_protocols() {
+    let mut c = open();
+    for params in [&[][..], &[Param::Int(1)][..]] {
+        assert_eq!(Mysql::query(&mut c, b"", params).unwrap_err(), "Query was empty");
+        assert_eq!(Mysql::exec(&mut c, b"", params).unwrap_err(), "Query was empty");
+    }
+    assert_eq!(Mysql::query(&mut c, b"SELECT 1 AS x", &[]).unwrap().row(0), &[Value::Int(1)]);
+}
