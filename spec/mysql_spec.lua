@@ -658,6 +658,38 @@ describe("lunet.mysql", function()
     end)
   end)
 
+  describe("security", function()
+    it("never uploads a client file with LOAD DATA LOCAL INFILE, even where the server allows it", function()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "wb"))
+      f:write("secret one\nsecret two\n")
+      f:close()
+      local outcomes, count = {}, nil
+      H.run(function()
+        local c = conn()
+        local was = db.query(c, "SELECT @@GLOBAL.local_infile AS v")[1].v
+        assert(db.exec(c, "SET GLOBAL local_infile = 1"))
+        local ok, err = pcall(function()
+          local t = ("infile_%d_%d"):format(H.pid(), os.time())
+          assert(db.exec(c, "CREATE TABLE " .. t .. "(line TEXT)"))
+          local load = "LOAD DATA LOCAL INFILE '" .. db.escape(c, path) .. "' INTO TABLE " .. t
+          outcomes[1] = { db.exec(c, load) }
+          outcomes[2] = { db.query(c, load) }
+          count = db.query(c, "SELECT COUNT(*) AS n FROM " .. t)[1].n
+        end)
+        assert(db.exec(c, "SET GLOBAL local_infile = " .. tonumber(was)))
+        db.close(c)
+        if not ok then error(err, 0) end
+      end)
+      os.remove(path)
+      for _, o in ipairs(outcomes) do
+        assert.is_nil(o[1])
+        assert.equal("string", type(o[2]))
+      end
+      assert.equal(0, count)
+    end)
+  end)
+
   describe("transactions", function()
     it("commit and roll back, with savepoints, seen from another connection", function()
       H.run(function()

@@ -16,7 +16,8 @@
 --- `escape(s)` escapes for utf8mb4. A connection the server dropped is never
 --- reconnected: the statement that notices gets the library's message and
 --- every later call `nil, "connection is broken: <message>"`. Empty SQL
---- returns `nil, "Query was empty"`, as blank SQL does.
+--- returns `nil, "Query was empty"`, as blank SQL does. `LOAD DATA LOCAL
+--- INFILE` is refused: no file of the client's is ever uploaded.
 ---@class lunet.mysql: lunet.db.Driver
 local mysql = {}
 
