@@ -225,4 +225,46 @@ do
   end
 end
 
+-- From a coroutine: calls `open(p)` for each table `p` in `list`, all at
+-- once, with `host` and `port` set to a listener on 127.0.0.1 that accepts
+-- connections and never sends a byte. Returns whether they all returned
+-- within `max_ms`, and their outcomes ({ conn =, err =, ms = }) by index.
+-- The listener is closed before returning (what still waits then sees EOF).
+local function open_silent(open, list, max_ms)
+  local socket = require("lunet.socket")
+  local l = assert(socket.listen("tcp", "127.0.0.1", 0))
+  local _, port = socket.getsockname(l)
+  local results, left = {}, #list
+  for i, p in ipairs(list) do
+    p.host, p.port = "127.0.0.1", port
+    lunet.spawn(function()
+      local t0 = M.now_ms()
+      local c, err = open(p)
+      results[i] = { conn = c, err = err, ms = M.now_ms() - t0 }
+      left = left - 1
+    end)
+  end
+  local all = M.eventually(function() return left == 0 end, max_ms)
+  socket.close(l) -- also closes the connections it accepted
+  M.eventually(function() return left == 0 end)
+  return all, results
+end
+
+--- The spec shared by the network drivers for a server that accepts the
+-- connection and then never sends a byte: `open` returns nil and an error
+-- containing `why` with `connect_timeout` 1, 0 and absent; 0 and absent wait
+-- for the default of 10 s (checked as a lower bound only), not forever.
+function M.check_silent_open(open, why)
+  local expect = require("luassert")
+  M.run(function()
+    local all, r = open_silent(open, { { connect_timeout = 1 }, { connect_timeout = 0 }, {} }, 30000)
+    expect.is_true(all, "open did not return")
+    for i = 1, 3 do
+      expect.is_nil(r[i].conn)
+      expect.matches(why, r[i].err, 1, true)
+    end
+    expect.is_true(r[2].ms >= 9000 and r[3].ms >= 9000, ("%d ms, %d ms"):format(r[2].ms, r[3].ms))
+  end, 45000)
+end
+
 return M

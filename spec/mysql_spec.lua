@@ -233,6 +233,10 @@ describe("lunet.mysql", function()
       end)
     end
 
+    it("gives up on a server that never sends its greeting: connect_timeout = 0 or none means 10 s", function()
+      H.check_silent_open(db.open, "handshake")
+    end)
+
     it("raises for wrong argument types", function()
       H.run(function()
         for _, bad in ipairs({ 42, true, function() end }) do

@@ -270,6 +270,10 @@ describe("lunet.postgres", function()
       end)
     end
 
+    it("gives up on a server that never answers: connect_timeout = 0 or none means 10 s", function()
+      H.check_silent_open(pg.open, "timeout expired")
+    end)
+
     it("raises for arguments of the wrong type", function()
       H.run(function()
         for _, bad in ipairs({ 42, true, "host=127.0.0.1", function() end }) do

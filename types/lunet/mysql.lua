@@ -42,7 +42,7 @@ function mysql.open(params) end
 ---@field database? string the default database (default: none)
 ---@field charset? string the connection's character set (default `"utf8mb4"`)
 ---@field socket? string the path of the server's Unix socket
----@field connect_timeout? integer seconds to wait for the connection (default 10)
+---@field connect_timeout? integer seconds to wait for the connection, handshake and login included (absent or 0: the default, 10)
 
 --- A connection to a MySQL or MariaDB server. `tostring(conn)` gives
 --- `mysql connection (0x...)` or `mysql connection (closed)`.

@@ -39,7 +39,7 @@ function postgres.open(params) end
 ---@field password? string the password
 ---@field database? string the database to connect to
 ---@field sslmode? string libpq's `sslmode` (`"disable"`, `"prefer"`, `"require"`, ...)
----@field connect_timeout? integer seconds to wait for the connection
+---@field connect_timeout? integer seconds to wait for the connection, login included (absent or 0: 10; libpq counts 1 as 2)
 
 --- A connection to a PostgreSQL server.
 ---@class lunet.postgres.Connection: lunet.db.Connection

@@ -27,6 +27,9 @@ const CLIENT_FLAGS: std::ffi::c_ulong = (1 << 16) | (1 << 17) | (1 << 18);
 /// own limit); the server's `max_allowed_packet` still applies on its side.
 const CLIENT_MAX_PACKET: usize = 1 << 30;
 const SERVER_STATUS_NO_BACKSLASH_ESCAPES: c_uint = 512;
+/// Seconds `open` waits for the server when `connect_timeout` is absent or 0
+/// (Connector/C would take 0 as "no limit" and could wait forever).
+pub const DEFAULT_CONNECT_TIMEOUT: u32 = 10;
 
 /// What `open` asked for. Strings are bytes: a NUL is refused when
 /// connecting (a C string would silently cut it).
@@ -39,6 +42,7 @@ pub struct Config {
     pub database: Option<Vec<u8>>,
     pub charset: Vec<u8>,
     pub socket: Option<Vec<u8>>,
+    /// Seconds; 0 means the default (see [`Config::connect_timeout_secs`]).
     pub connect_timeout: u32,
 }
 
@@ -52,7 +56,18 @@ impl Default for Config {
             database: None,
             charset: b"utf8mb4".to_vec(),
             socket: None,
-            connect_timeout: 10,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+impl Config {
+    /// `connect_timeout` in seconds; 0 means the default, never "no limit".
+    pub fn connect_timeout_secs(&self) -> c_uint {
+        if self.connect_timeout == 0 {
+            DEFAULT_CONNECT_TIMEOUT
+        } else {
+            self.connect_timeout
         }
     }
 }
@@ -106,7 +121,7 @@ impl Opt<'_> {
 /// The options every connection gets.
 pub(crate) fn options<'a>(cfg: &Config, charset: &'a CStr) -> [Opt<'a>; 6] {
     [
-        Opt::ConnectTimeout(cfg.connect_timeout),
+        Opt::ConnectTimeout(cfg.connect_timeout_secs()),
         Opt::Charset(charset),
         // No silent reconnect: it would lose session state unnoticed.
         Opt::Reconnect(0),

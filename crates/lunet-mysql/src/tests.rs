@@ -222,11 +222,11 @@ fn escaping_matches_the_librarys_own_for_every_charset_and_mode() {
 
 #[test]
 fn every_option_reads_back_in_the_c_type_the_library_reads() {
-    use crate::conn::options;
+    use crate::conn::{options, DEFAULT_CONNECT_TIMEOUT};
     use my::mysql_option as o;
     use std::ffi::{c_uint, c_ulong, c_void};
     library_init().unwrap();
-    let cfg = Config::default();
+    let cfg = Config { connect_timeout: 0, ..Config::default() };
     unsafe {
         let m = my::mysql_init(std::ptr::null_mut());
         assert!(!m.is_null());
@@ -242,7 +242,7 @@ fn every_option_reads_back_in_the_c_type_the_library_reads() {
         assert_eq!(local_infile, 0);
         let mut timeout: c_uint = 0;
         get(o::MYSQL_OPT_CONNECT_TIMEOUT, (&mut timeout as *mut c_uint).cast());
-        assert_eq!(timeout, 10);
+        assert_eq!(timeout, DEFAULT_CONNECT_TIMEOUT); // 0 means the default, not "no limit"
         let mut reconnect: my::my_bool = 7;
         get(o::MYSQL_OPT_RECONNECT, (&mut reconnect as *mut my::my_bool).cast());
         assert_eq!(reconnect, 0);
