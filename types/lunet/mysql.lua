@@ -24,9 +24,10 @@ local mysql = {}
 --- Connects to a MySQL or MariaDB server. Every field is passed to the
 --- library as data (a NUL byte in one gives `nil, err`). `host = "localhost"`,
 --- or a `socket` without a host, uses the server's Unix socket; a string
---- argument is the host (or, containing `/`, the socket path). Other fields of
---- the table are ignored. Raises if `params` is neither a table nor a string,
---- or a field has the wrong type.
+--- argument is the host (or, containing `/`, the socket path). The table is
+--- read raw (its metatable is never consulted); other fields are ignored.
+--- Raises if `params` is neither a table nor a string, or a field has the
+--- wrong type.
 ---@async
 ---@param params? string|lunet.mysql.OpenParams the host, or a table of connection parameters
 ---@return lunet.mysql.Connection|nil conn the new connection, or nil on failure

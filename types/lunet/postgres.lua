@@ -22,8 +22,8 @@ local postgres = {}
 --- Connects to a PostgreSQL server. Each field goes to libpq as a
 --- keyword/value pair of its own, never pasted into a connection string (a
 --- NUL byte in one gives `nil, err`); fields left out fall back to libpq's
---- usual sources (`PGUSER`, `PGPASSWORD`, `~/.pgpass`). Other fields of the
---- table are ignored. Raises if `params` is not a table (or nil), or a field
+--- usual sources (`PGUSER`, `PGPASSWORD`, `~/.pgpass`). The table is read raw
+--- (its metatable is never consulted); other fields are ignored. Raises if `params` is not a table (or nil), or a field
 --- has the wrong type.
 ---@async
 ---@param params? lunet.postgres.OpenParams the connection parameters
