@@ -122,4 +122,149 @@ function M.luajit(source)
   return rc, out, err
 end
 
+-- Database driver checks run in a child process, so that a crash or an abort
+-- fails the spec instead of killing busted. `fields` is Lua source for a
+-- table of `open` parameters; `driver` a module name such as "lunet.mysql".
+
+--- Calls `driver.open(t)`, `t` holding `fields` with a metatable whose
+-- `__index` raises (`how` = "raises") or yields (`how` = "yields"); then,
+-- given a connection, `driver.query(conn, "SELECT 1", t2)` with such a table
+-- as a parameter. Returns exit code, stdout, stderr; stdout says what open
+-- and query did, how often the metamethod ran, and "done" at the end.
+function M.trapped_open(driver, fields, how)
+  return M.luajit(([[
+    local lunet, db = require("lunet"), require(%q)
+    local how, runs = %q, 0
+    local function trapped(t)
+      return setmetatable(t, { __index = function()
+        runs = runs + 1
+        if how == "raises" then error("__index ran") end
+        coroutine.yield()
+      end })
+    end
+    local function outcome(ok, v, err)
+      if not ok then return "raised " .. tostring(v) end
+      if v == nil then return "returned nil, " .. tostring(err) end
+      return "returned a " .. type(v)
+    end
+    lunet.spawn(function()
+      local ok, c, err = pcall(db.open, trapped(%s))
+      print("open " .. outcome(ok, c, err))
+      if ok and c then
+        print("query with a trapped parameter " .. outcome(pcall(db.query, c, "SELECT 1", trapped({}))))
+        db.close(c)
+      end
+      print("__index ran " .. runs .. " times")
+    end)
+    lunet.run()
+    print("done")
+  ]]):format(driver, how, fields))
+end
+
+--- The spec of `trapped_open` shared by the drivers: the process survives,
+-- `open` reads the table's own fields (it connects) without ever running the
+-- metamethod, and a trapped table as a parameter is refused with the usual
+-- argument error, again without running it.
+function M.check_trapped_open(driver, fields, how)
+  local expect = require("luassert")
+  local rc, out, err = M.trapped_open(driver, fields, how)
+  expect.equal(0, rc, err)
+  local name = driver:match("^lunet%.(.+)$")
+  expect.equal(table.concat({
+    "open returned a userdata",
+    "query with a trapped parameter raised bad argument #3 to '" .. name
+      .. ".query' (parameter 1 must be nil, boolean, number or string, got table)",
+    "__index ran 0 times",
+    "done",
+  }, "\n") .. "\n", (out:gsub("raised [^\n]-: bad argument", "raised bad argument")))
+end
+
+--- Runs `query`, `exec`, `query_params` and `exec_params` with empty SQL and
+-- with blank SQL (" "), without parameters and with one, on a connection
+-- opened with `fields`. Returns exit code, results, stderr: results maps
+-- "<function>/<number of parameters>" to { [""] = what empty SQL gave,
+-- [" "] = what blank SQL gave }, each "rows <n>", "affected <n>" or
+-- "nil, <err>".
+function M.empty_sql(driver, fields)
+  local rc, out, err = M.luajit(([[
+    local lunet, db = require("lunet"), require(%q)
+    lunet.spawn(function()
+      local c = assert(db.open(%s))
+      for _, name in ipairs({ "query", "exec", "query_params", "exec_params" }) do
+        for _, sql in ipairs({ "", " " }) do
+          for n = 0, 1 do
+            local r, e = db[name](c, sql, unpack({ 1 }, 1, n))
+            local what = r == nil and "nil, " .. tostring(e)
+              or r.affected_rows and "affected " .. r.affected_rows or "rows " .. #r
+            print(("%%s/%%d|%%s|%%s"):format(name, n, sql, what))
+          end
+        end
+      end
+      db.close(c)
+    end)
+    lunet.run()
+  ]]):format(driver, fields))
+  local results = {}
+  for key, sql, what in out:gmatch("([%w_]+/%d)|([^|]*)|([^\n]*)\n") do
+    results[key] = results[key] or {}
+    results[key][sql] = what
+  end
+  return rc, results, err
+end
+
+--- What `empty_sql` returns where empty and blank SQL are a statement that
+-- does nothing (SQLite, PostgreSQL): no rows, no changes, and no placeholder
+-- for a parameter.
+M.EMPTY_SQL_DOES_NOTHING = {}
+do
+  local mismatch = "nil, parameter count mismatch: the statement has 0 placeholders, 1 value was given"
+  for _, name in ipairs({ "query", "exec", "query_params", "exec_params" }) do
+    local none = name:match("^query") and "rows 0" or "affected 0"
+    M.EMPTY_SQL_DOES_NOTHING[name .. "/0"] = { [""] = none, [" "] = none }
+    M.EMPTY_SQL_DOES_NOTHING[name .. "/1"] = { [""] = mismatch, [" "] = mismatch }
+  end
+end
+
+-- From a coroutine: calls `open(p)` for each table `p` in `list`, all at
+-- once, with `host` and `port` set to a listener on 127.0.0.1 that accepts
+-- connections and never sends a byte. Returns whether they all returned
+-- within `max_ms`, and their outcomes ({ conn =, err =, ms = }) by index.
+-- The listener is closed before returning (what still waits then sees EOF).
+local function open_silent(open, list, max_ms)
+  local socket = require("lunet.socket")
+  local l = assert(socket.listen("tcp", "127.0.0.1", 0))
+  local _, port = socket.getsockname(l)
+  local results, left = {}, #list
+  for i, p in ipairs(list) do
+    p.host, p.port = "127.0.0.1", port
+    lunet.spawn(function()
+      local t0 = M.now_ms()
+      local c, err = open(p)
+      results[i] = { conn = c, err = err, ms = M.now_ms() - t0 }
+      left = left - 1
+    end)
+  end
+  local all = M.eventually(function() return left == 0 end, max_ms)
+  socket.close(l) -- also closes the connections it accepted
+  M.eventually(function() return left == 0 end)
+  return all, results
+end
+
+--- The spec shared by the network drivers for a server that accepts the
+-- connection and then never sends a byte: `open` returns nil and an error
+-- containing `why` with `connect_timeout` 1, 0 and absent; 0 and absent wait
+-- for the default of 10 s (checked as a lower bound only), not forever.
+function M.check_silent_open(open, why)
+  local expect = require("luassert")
+  M.run(function()
+    local all, r = open_silent(open, { { connect_timeout = 1 }, { connect_timeout = 0 }, {} }, 30000)
+    expect.is_true(all, "open did not return")
+    for i = 1, 3 do
+      expect.is_nil(r[i].conn)
+      expect.matches(why, r[i].err, 1, true)
+    end
+    expect.is_true(r[2].ms >= 9000 and r[3].ms >= 9000, ("%d ms, %d ms"):format(r[2].ms, r[3].ms))
+  end, 45000)
+end
+
 return M

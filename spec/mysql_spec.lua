@@ -15,6 +15,9 @@ local SERVER = {
   password = os.getenv("LUNET_DB_PASS") or "",
 }
 local DBNAME = ("lunet_spec_%d_%d"):format(H.pid(), os.time())
+-- SERVER as a Lua table constructor (for subprocesses).
+local SERVER_LITERAL = ("{ host = %q, port = %d, user = %q, password = %q }")
+  :format(SERVER.host, SERVER.port, SERVER.user, SERVER.password)
 
 -- Connection parameters for the spec's database, with `extra` fields on top.
 local function params(extra)
@@ -222,6 +225,16 @@ describe("lunet.mysql", function()
         assert.equal(DBNAME, db.query(c, "SELECT DATABASE() AS d")[1].d)
         db.close(c)
       end)
+    end)
+
+    for _, how in ipairs({ "raises", "yields" }) do
+      it("a db.open table whose __index " .. how .. " does not abort the process", function()
+        H.check_trapped_open("lunet.mysql", SERVER_LITERAL, how)
+      end)
+    end
+
+    it("gives up on a server that never sends its greeting: connect_timeout = 0 or none means 10 s", function()
+      H.check_silent_open(db.open, "handshake")
     end)
 
     it("raises for wrong argument types", function()
@@ -452,6 +465,17 @@ describe("lunet.mysql", function()
       end, 30000)
     end)
 
+    it("empty SQL returns nil, \"Query was empty\" as blank SQL does, and does not crash", function()
+      local rc, results, err = H.empty_sql("lunet.mysql", SERVER_LITERAL)
+      assert.equal(0, rc, err)
+      local n = 0
+      for key, got in pairs(results) do
+        n = n + 1
+        assert.same({ [""] = "nil, Query was empty", [" "] = "nil, Query was empty" }, got, key)
+      end
+      assert.equal(8, n)
+    end)
+
     it("report affected rows and the last insert id", function()
       H.run(function()
         local c = conn()
@@ -635,6 +659,38 @@ describe("lunet.mysql", function()
         assert.same({ { v = "x" } }, c:query("SELECT v FROM al"))
         c:close()
       end)
+    end)
+  end)
+
+  describe("security", function()
+    it("never uploads a client file with LOAD DATA LOCAL INFILE, even where the server allows it", function()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "wb"))
+      f:write("secret one\nsecret two\n")
+      f:close()
+      local outcomes, count = {}, nil
+      H.run(function()
+        local c = conn()
+        local was = db.query(c, "SELECT @@GLOBAL.local_infile AS v")[1].v
+        assert(db.exec(c, "SET GLOBAL local_infile = 1"))
+        local ok, err = pcall(function()
+          local t = ("infile_%d_%d"):format(H.pid(), os.time())
+          assert(db.exec(c, "CREATE TABLE " .. t .. "(line TEXT)"))
+          local load = "LOAD DATA LOCAL INFILE '" .. db.escape(c, path) .. "' INTO TABLE " .. t
+          outcomes[1] = { db.exec(c, load) }
+          outcomes[2] = { db.query(c, load) }
+          count = db.query(c, "SELECT COUNT(*) AS n FROM " .. t)[1].n
+        end)
+        assert(db.exec(c, "SET GLOBAL local_infile = " .. tonumber(was)))
+        db.close(c)
+        if not ok then error(err, 0) end
+      end)
+      os.remove(path)
+      for _, o in ipairs(outcomes) do
+        assert.is_nil(o[1])
+        assert.equal("string", type(o[2]))
+      end
+      assert.equal(0, count)
     end)
   end)
 

@@ -44,11 +44,16 @@ end
 
 local eventually = H.eventually
 
--- Lua source that sets `P` to the connection parameters (for subprocesses).
-local function params_src()
+-- The connection parameters as a Lua table constructor (for subprocesses).
+local function params_literal()
   local parts = {}
   for k, v in pairs(params()) do parts[#parts + 1] = ("%s = %q"):format(k, v) end
-  return "local P = { " .. table.concat(parts, ", ") .. " }\n"
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+-- Lua source that sets `P` to the connection parameters (for subprocesses).
+local function params_src()
+  return "local P = " .. params_literal() .. "\n"
 end
 
 describe("lunet.postgres", function()
@@ -257,6 +262,16 @@ describe("lunet.postgres", function()
         assert.is_truthy(err:find("server closed the connection unexpectedly", 1, true)
           or err:find("reset by peer", 1, true), err)
       end)
+    end)
+
+    for _, how in ipairs({ "raises", "yields" }) do
+      it("a db.open table whose __index " .. how .. " does not abort the process", function()
+        H.check_trapped_open("lunet.postgres", params_literal(), how)
+      end)
+    end
+
+    it("gives up on a server that never answers: connect_timeout = 0 or none means 10 s", function()
+      H.check_silent_open(pg.open, "timeout expired")
     end)
 
     it("raises for arguments of the wrong type", function()
@@ -480,6 +495,12 @@ describe("lunet.postgres", function()
         assert.equal(1, one(c, "SELECT count(*) AS n FROM u").n)
         c:close()
       end)
+    end)
+
+    it("empty SQL gives what blank SQL gives (no rows, nothing changed)", function()
+      local rc, results, err = H.empty_sql("lunet.postgres", params_literal())
+      assert.equal(0, rc, err)
+      assert.same(H.EMPTY_SQL_DOES_NOTHING, results)
     end)
 
     it("reports a parameter count mismatch both ways", function()

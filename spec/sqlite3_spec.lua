@@ -144,6 +144,12 @@ describe("lunet.sqlite3", function()
       end)
     end)
 
+    for _, how in ipairs({ "raises", "yields" }) do
+      it("a db.open table whose __index " .. how .. " does not abort the process", function()
+        H.check_trapped_open("lunet.sqlite3", "{}", how)
+      end)
+    end
+
     it("keeps a file database across close and reopen", function()
       local path = os.tmpname() .. ".db"
       H.run(function()
@@ -235,6 +241,12 @@ describe("lunet.sqlite3", function()
         assert.equal(1, db.query(c, "SELECT count(*) AS n FROM u")[1].n)
         db.close(c)
       end)
+    end)
+
+    it("empty SQL gives what blank SQL gives (no rows, nothing changed)", function()
+      local rc, results, err = H.empty_sql("lunet.sqlite3", "{}")
+      assert.equal(0, rc, err)
+      assert.same(H.EMPTY_SQL_DOES_NOTHING, results)
     end)
 
     it("takes exactly one statement", function()

@@ -15,7 +15,8 @@
 local Driver = {}
 
 --- Opens a connection. What `params` holds depends on the driver (see its
---- module). Raises if `params` has the wrong type.
+--- module). A table is read raw: only its own fields count, its metatable is
+--- never consulted. Raises if `params` has the wrong type.
 ---@async
 ---@param params? table|string what to connect to
 ---@return lunet.db.Connection|nil conn the new connection, or nil on failure
@@ -34,7 +35,8 @@ function Driver.open(params) end
 --- integers, other numbers doubles, strings are passed byte for byte. A
 --- wrong number of them gives `nil, "parameter count mismatch: ..."`; a value
 --- of another type (a table, a function) raises. On a closed connection the
---- result is `nil, "connection is closed"`.
+--- result is `nil, "connection is closed"`. Empty SQL is answered as the
+--- database answers blank SQL: no rows (MySQL: `nil, "Query was empty"`).
 ---@async
 ---@param conn lunet.db.Connection an open connection of this driver
 ---@param sql string one SQL statement

@@ -15,16 +15,19 @@
 --- and doubled quotes under `NO_BACKSLASH_ESCAPES`) without waiting for it;
 --- `escape(s)` escapes for utf8mb4. A connection the server dropped is never
 --- reconnected: the statement that notices gets the library's message and
---- every later call `nil, "connection is broken: <message>"`.
+--- every later call `nil, "connection is broken: <message>"`. Empty SQL
+--- returns `nil, "Query was empty"`, as blank SQL does. `LOAD DATA LOCAL
+--- INFILE` is refused: no file of the client's is ever uploaded.
 ---@class lunet.mysql: lunet.db.Driver
 local mysql = {}
 
 --- Connects to a MySQL or MariaDB server. Every field is passed to the
 --- library as data (a NUL byte in one gives `nil, err`). `host = "localhost"`,
 --- or a `socket` without a host, uses the server's Unix socket; a string
---- argument is the host (or, containing `/`, the socket path). Other fields of
---- the table are ignored. Raises if `params` is neither a table nor a string,
---- or a field has the wrong type.
+--- argument is the host (or, containing `/`, the socket path). The table is
+--- read raw (its metatable is never consulted); other fields are ignored.
+--- Raises if `params` is neither a table nor a string, or a field has the
+--- wrong type.
 ---@async
 ---@param params? string|lunet.mysql.OpenParams the host, or a table of connection parameters
 ---@return lunet.mysql.Connection|nil conn the new connection, or nil on failure
@@ -40,7 +43,7 @@ function mysql.open(params) end
 ---@field database? string the default database (default: none)
 ---@field charset? string the connection's character set (default `"utf8mb4"`)
 ---@field socket? string the path of the server's Unix socket
----@field connect_timeout? integer seconds to wait for the connection (default 10)
+---@field connect_timeout? integer seconds to wait for the connection, handshake and login included (absent or 0: the default, 10)
 
 --- A connection to a MySQL or MariaDB server. `tostring(conn)` gives
 --- `mysql connection (0x...)` or `mysql connection (closed)`.

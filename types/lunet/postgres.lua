@@ -22,8 +22,8 @@ local postgres = {}
 --- Connects to a PostgreSQL server. Each field goes to libpq as a
 --- keyword/value pair of its own, never pasted into a connection string (a
 --- NUL byte in one gives `nil, err`); fields left out fall back to libpq's
---- usual sources (`PGUSER`, `PGPASSWORD`, `~/.pgpass`). Other fields of the
---- table are ignored. Raises if `params` is not a table (or nil), or a field
+--- usual sources (`PGUSER`, `PGPASSWORD`, `~/.pgpass`). The table is read raw
+--- (its metatable is never consulted); other fields are ignored. Raises if `params` is not a table (or nil), or a field
 --- has the wrong type.
 ---@async
 ---@param params? lunet.postgres.OpenParams the connection parameters
@@ -39,7 +39,7 @@ function postgres.open(params) end
 ---@field password? string the password
 ---@field database? string the database to connect to
 ---@field sslmode? string libpq's `sslmode` (`"disable"`, `"prefer"`, `"require"`, ...)
----@field connect_timeout? integer seconds to wait for the connection
+---@field connect_timeout? integer seconds to wait for the connection, login included (absent or 0: 10; libpq counts 1 as 2)
 
 --- A connection to a PostgreSQL server.
 ---@class lunet.postgres.Connection: lunet.db.Connection

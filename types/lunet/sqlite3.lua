@@ -15,7 +15,8 @@ local sqlite3 = {}
 --- Opens an SQLite database, creating the file if it does not exist.
 --- `params` is the file's path or a table with a `path` field; with no
 --- argument, or no `path`, the database is `":memory:"`, a private in-memory
---- one. Other fields of the table are ignored. Raises if `params` is neither
+--- one. The table is read raw (its metatable is never consulted); other
+--- fields are ignored. Raises if `params` is neither
 --- a string nor a table, or `path` is not a string.
 ---@async
 ---@param params? string|lunet.sqlite3.OpenParams the database's path, or a table holding it

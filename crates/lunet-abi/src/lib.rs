@@ -100,9 +100,9 @@ impl std::fmt::Display for FetchError {
 /// Reads the core's table from the registry of `L`.
 ///
 /// # Safety
-/// `L` must be a valid Lua state with one free stack slot.
+/// `L` must be a valid Lua state with two free stack slots.
 pub unsafe fn fetch(L: *mut lua_State) -> Result<&'static LunetAbi, FetchError> {
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, REGISTRY_KEY.as_ptr());
+    lua::raw_field(L, ffi::LUA_REGISTRYINDEX, REGISTRY_KEY);
     let p = ffi::lua_touserdata(L, -1) as *const LunetAbi;
     ffi::lua_settop(L, -2);
     if p.is_null() {

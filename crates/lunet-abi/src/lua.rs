@@ -120,6 +120,26 @@ pub unsafe fn to_bytes<'a>(L: *mut lua_State, idx: c_int) -> Option<&'a [u8]> {
     }
 }
 
+/// Pushes `t[key]` for the table `t` at `idx` without consulting its
+/// metatable (`lua_rawget`), and returns the Lua type of the value pushed.
+///
+/// This is how a user's table (an options table, say) is read inside an
+/// entry point: `lua_getfield` would run an `__index` metamethod, which may
+/// raise (a foreign exception that aborts the process once it unwinds into
+/// `catch_unwind`) or yield (which LuaJIT refuses across a C call, raising
+/// again). A raw read can do neither. Only the table's own fields are seen.
+///
+/// # Safety
+/// `idx` must be a valid index holding a table (or `LUA_REGISTRYINDEX`);
+/// two free stack slots.
+pub unsafe fn raw_field(L: *mut lua_State, idx: c_int, key: &CStr) -> c_int {
+    // Relative indices move once the key is pushed; pseudo-indices do not.
+    let t = if idx < 0 && idx > ffi::LUA_REGISTRYINDEX { ffi::lua_gettop(L) + idx + 1 } else { idx };
+    ffi::lua_pushstring(L, key.as_ptr());
+    ffi::lua_rawget(L, t);
+    ffi::lua_type(L, -1)
+}
+
 /// The number at `idx` (numeric strings accepted, as the Lua API does).
 ///
 /// # Safety
@@ -167,8 +187,7 @@ const GUARD_KEY: &CStr = c"lunet.guard";
 /// # Safety
 /// `L` must be valid with a C function on top and a few free stack slots.
 pub unsafe fn guard(L: *mut lua_State, full_name: &str) -> Result<(), Raise> {
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, GUARD_KEY.as_ptr());
-    if ffi::lua_type(L, -1) != ffi::LUA_TFUNCTION {
+    if raw_field(L, ffi::LUA_REGISTRYINDEX, GUARD_KEY) != ffi::LUA_TFUNCTION {
         ffi::lua_settop(L, -2);
         run_chunk(L, crate::GUARD_LUA, c"=lunet.guard").map_err(|e| Raise::from(format!("lunet guard: {e}")))?;
         ffi::lua_pushvalue(L, -1);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lunet_abi::ffi::{self, lua_State};
+use lunet_abi::lua::raw_field;
 use parking_lot::Mutex;
 
 use crate::job::{kick, JobPtr};
@@ -116,7 +117,7 @@ impl<D: Driver> Handle<D> {
 pub(crate) unsafe fn push_handle<D: Driver>(L: *mut lua_State, shared: Arc<Shared<D>>) {
     let h = ffi::lua_newuserdata(L, std::mem::size_of::<Handle<D>>()) as *mut Handle<D>;
     h.write(Handle { shared: Arc::into_raw(shared), closed: false });
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, D::METATABLE.as_ptr());
+    raw_field(L, ffi::LUA_REGISTRYINDEX, D::METATABLE);
     ffi::lua_setmetatable(L, -2);
 }
 
@@ -129,7 +130,7 @@ pub(crate) unsafe fn to_handle<'a, D: Driver>(L: *mut lua_State, idx: c_int) -> 
     if p.is_null() || ffi::lua_type(L, idx) != ffi::LUA_TUSERDATA || ffi::lua_getmetatable(L, idx) == 0 {
         return None;
     }
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, D::METATABLE.as_ptr());
+    raw_field(L, ffi::LUA_REGISTRYINDEX, D::METATABLE);
     let same = ffi::lua_rawequal(L, -1, -2) != 0;
     ffi::lua_settop(L, -3);
     if same {

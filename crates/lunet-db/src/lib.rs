@@ -58,7 +58,9 @@ pub trait Driver: Sized + 'static {
 
     /// Reads `open`'s argument at stack index `idx` (it may be absent or nil).
     /// Runs on the loop thread; returns `Err` for wrong types (it is raised).
-    /// Must not raise Lua errors itself.
+    /// Must not raise Lua errors itself, nor run Lua code that could: read a
+    /// table's fields with [`lunet_abi::lua::raw_field`], never through its
+    /// metatable (an `__index` that raises or yields would abort the process).
     ///
     /// # Safety
     /// `L` is the state of the running `open` call.

@@ -27,6 +27,9 @@ const CLIENT_FLAGS: std::ffi::c_ulong = (1 << 16) | (1 << 17) | (1 << 18);
 /// own limit); the server's `max_allowed_packet` still applies on its side.
 const CLIENT_MAX_PACKET: usize = 1 << 30;
 const SERVER_STATUS_NO_BACKSLASH_ESCAPES: c_uint = 512;
+/// Seconds `open` waits for the server when `connect_timeout` is absent or 0
+/// (Connector/C would take 0 as "no limit" and could wait forever).
+pub const DEFAULT_CONNECT_TIMEOUT: u32 = 10;
 
 /// What `open` asked for. Strings are bytes: a NUL is refused when
 /// connecting (a C string would silently cut it).
@@ -39,6 +42,7 @@ pub struct Config {
     pub database: Option<Vec<u8>>,
     pub charset: Vec<u8>,
     pub socket: Option<Vec<u8>>,
+    /// Seconds; 0 means the default (see [`Config::connect_timeout_secs`]).
     pub connect_timeout: u32,
 }
 
@@ -52,9 +56,80 @@ impl Default for Config {
             database: None,
             charset: b"utf8mb4".to_vec(),
             socket: None,
-            connect_timeout: 10,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
+}
+
+impl Config {
+    /// `connect_timeout` in seconds; 0 means the default, never "no limit".
+    pub fn connect_timeout_secs(&self) -> c_uint {
+        if self.connect_timeout == 0 {
+            DEFAULT_CONNECT_TIMEOUT
+        } else {
+            self.connect_timeout
+        }
+    }
+}
+
+/// An option set on every new handle, holding its argument in exactly the C
+/// type that Connector/C's `mysql_optionsv` reads through the pointer it is
+/// given. A narrower value read as a wider type takes in whatever bytes lie
+/// next to it: a one-byte `my_bool` 0 read as the `unsigned int` of
+/// `MYSQL_OPT_LOCAL_INFILE` let stack garbage turn LOAD DATA LOCAL on.
+#[derive(Debug)]
+pub(crate) enum Opt<'a> {
+    /// `MYSQL_OPT_CONNECT_TIMEOUT`, `unsigned int` seconds. While connecting
+    /// the library also uses it as the read and write timeout, so it bounds
+    /// the wait for the server's greeting and the authentication exchange,
+    /// not only the TCP connect. (Once connected, reads have no time limit:
+    /// a statement may legitimately run for long.)
+    ConnectTimeout(c_uint),
+    /// `MYSQL_SET_CHARSET_NAME`, `const char *`.
+    Charset(&'a CStr),
+    /// `MYSQL_OPT_RECONNECT`, `my_bool`.
+    Reconnect(my::my_bool),
+    /// `MYSQL_OPT_LOCAL_INFILE`, `unsigned int` (0: refuse LOAD DATA LOCAL).
+    LocalInfile(c_uint),
+    /// `MYSQL_REPORT_DATA_TRUNCATION`, `my_bool`.
+    ReportDataTruncation(my::my_bool),
+    /// `MYSQL_OPT_MAX_ALLOWED_PACKET`, `size_t`.
+    MaxAllowedPacket(usize),
+}
+
+impl Opt<'_> {
+    /// Sets the option on `m` (a handle from `mysql_init`, not connected).
+    pub(crate) unsafe fn apply(&self, m: *mut my::MYSQL) -> Result<(), String> {
+        fn to<T>(v: &T) -> *const c_void {
+            (v as *const T).cast()
+        }
+        let (o, arg) = match self {
+            Opt::ConnectTimeout(v) => (opt::MYSQL_OPT_CONNECT_TIMEOUT, to::<c_uint>(v)),
+            Opt::Charset(s) => (opt::MYSQL_SET_CHARSET_NAME, s.as_ptr().cast()),
+            Opt::Reconnect(v) => (opt::MYSQL_OPT_RECONNECT, to::<my::my_bool>(v)),
+            Opt::LocalInfile(v) => (opt::MYSQL_OPT_LOCAL_INFILE, to::<c_uint>(v)),
+            Opt::ReportDataTruncation(v) => (opt::MYSQL_REPORT_DATA_TRUNCATION, to::<my::my_bool>(v)),
+            Opt::MaxAllowedPacket(v) => (opt::MYSQL_OPT_MAX_ALLOWED_PACKET, to::<usize>(v)),
+        };
+        if my::mysql_options(m, o, arg) != 0 {
+            return Err(format!("mysql.open: cannot set option {o:?}: {}", conn_fail(m).msg));
+        }
+        Ok(())
+    }
+}
+
+/// The options every connection gets.
+pub(crate) fn options<'a>(cfg: &Config, charset: &'a CStr) -> [Opt<'a>; 6] {
+    [
+        Opt::ConnectTimeout(cfg.connect_timeout_secs()),
+        Opt::Charset(charset),
+        // No silent reconnect: it would lose session state unnoticed.
+        Opt::Reconnect(0),
+        // LOAD DATA LOCAL would let the server read client files.
+        Opt::LocalInfile(0),
+        Opt::ReportDataTruncation(1),
+        Opt::MaxAllowedPacket(CLIENT_MAX_PACKET),
+    ]
 }
 
 /// Facts about a connection readable without its lock (see `escape`).
@@ -87,6 +162,19 @@ impl Fail {
             | 1153 // ER_NET_PACKET_TOO_LARGE: the server hangs up after it
             | 4031 // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8: idle too long)
         )
+    }
+}
+
+/// The pointer to give Connector/C for SQL passed with its length. The
+/// library takes a length of 0 to mean "a C string: measure it" and calls
+/// `strlen` on the pointer, while an empty slice's pointer dangles; so empty
+/// SQL points at a real NUL byte instead, and the server answers it as it
+/// answers blank SQL: "Query was empty".
+pub(crate) fn sql_ptr(sql: &[u8]) -> *const std::ffi::c_char {
+    if sql.is_empty() {
+        c"".as_ptr()
+    } else {
+        sql.as_ptr().cast()
     }
 }
 
@@ -143,31 +231,17 @@ impl Conn {
         let password = c_string("password", &cfg.password)?;
         let database = c_string("database", &cfg.database)?;
         let socket = c_string("socket", &cfg.socket)?;
-        let charset = c_string("charset", &Some(cfg.charset.clone()))?;
+        let charset =
+            CString::new(cfg.charset.clone()).map_err(|_| "mysql.open: field 'charset' contains a NUL byte")?;
         unsafe {
             let m = my::mysql_init(std::ptr::null_mut());
             if m.is_null() {
                 return Err("mysql.open: out of memory".into());
             }
-            let timeout: c_uint = cfg.connect_timeout;
-            let off: my::my_bool = 0;
-            let on: my::my_bool = 1;
-            let max_packet: usize = CLIENT_MAX_PACKET;
-            let options = [
-                (opt::MYSQL_OPT_CONNECT_TIMEOUT, (&timeout as *const c_uint).cast::<c_void>()),
-                (opt::MYSQL_SET_CHARSET_NAME, ptr(&charset).cast()),
-                // No silent reconnect: it would lose session state unnoticed.
-                (opt::MYSQL_OPT_RECONNECT, (&off as *const my::my_bool).cast()),
-                // LOAD DATA LOCAL would let the server read client files.
-                (opt::MYSQL_OPT_LOCAL_INFILE, (&off as *const my::my_bool).cast()),
-                (opt::MYSQL_REPORT_DATA_TRUNCATION, (&on as *const my::my_bool).cast()),
-                (opt::MYSQL_OPT_MAX_ALLOWED_PACKET, (&max_packet as *const usize).cast()),
-            ];
-            for (o, arg) in options {
-                if my::mysql_options(m, o, arg) != 0 {
-                    let f = conn_fail(m);
+            for o in options(cfg, &charset) {
+                if let Err(e) = o.apply(m) {
                     my::mysql_close(m);
-                    return Err(format!("mysql.open: cannot set option {o:?}: {}", f.msg));
+                    return Err(e);
                 }
             }
             let connected = my::mysql_real_connect(
@@ -323,7 +397,7 @@ pub(crate) fn count(e: &mut Exec, affected: u64, insert_id: u64) {
 /// result set drained. Returns the rows of the first result set that has
 /// columns (when `want_rows`), and the summed counts.
 unsafe fn text_query(m: *mut my::MYSQL, sql: &[u8], want_rows: bool) -> Result<(Option<Rows>, Exec), Fail> {
-    if my::mysql_real_query(m, sql.as_ptr().cast(), sql.len() as _) != 0 {
+    if my::mysql_real_query(m, sql_ptr(sql), sql.len() as _) != 0 {
         return Err(conn_fail(m));
     }
     let mut rows = None;

@@ -27,7 +27,7 @@ use std::ffi::{c_int, CStr};
 use std::sync::OnceLock;
 
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::{to_number, type_name, Raise};
+use lunet_abi::lua::{raw_field, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
 use lunet_db::{Driver, Exec, Param, Rows};
 use mysqlclient_sys as my;
@@ -110,8 +110,7 @@ const OPEN: &str = "mysql.open";
 
 /// Reads a string field of the `open` table (absent: `None`).
 unsafe fn string_field(L: *mut lua_State, idx: c_int, name: &CStr) -> Result<Option<Vec<u8>>, Raise> {
-    ffi::lua_getfield(L, idx, name.as_ptr());
-    let r = match ffi::lua_type(L, -1) {
+    let r = match raw_field(L, idx, name) {
         ffi::LUA_TNIL => Ok(None),
         ffi::LUA_TSTRING => {
             let mut len = 0usize;
@@ -131,8 +130,7 @@ unsafe fn string_field(L: *mut lua_State, idx: c_int, name: &CStr) -> Result<Opt
 
 /// Reads an integer field in `0..=max` (numeric strings accepted).
 unsafe fn int_field(L: *mut lua_State, idx: c_int, name: &CStr, max: u32) -> Result<Option<u32>, Raise> {
-    ffi::lua_getfield(L, idx, name.as_ptr());
-    let r = if ffi::lua_type(L, -1) == ffi::LUA_TNIL {
+    let r = if raw_field(L, idx, name) == ffi::LUA_TNIL {
         Ok(None)
     } else {
         match to_number(L, -1) {

@@ -16,7 +16,7 @@ use lunet_db::{count_mismatch, Exec, Param, Rows, Value};
 use mysqlclient_sys as my;
 use my::enum_field_types as ty;
 
-use crate::conn::{count, text, Fail};
+use crate::conn::{count, sql_ptr, text, Fail};
 use crate::rows::{field_name, kind_of, text_value, unsigned_value, Kind};
 
 /// Prepared statements kept per connection.
@@ -82,7 +82,7 @@ impl StmtCache {
         if st.is_null() {
             return Err(crate::conn::conn_fail(m));
         }
-        if my::mysql_stmt_prepare(st, sql.as_ptr().cast(), sql.len() as c_ulong) != 0 {
+        if my::mysql_stmt_prepare(st, sql_ptr(sql), sql.len() as c_ulong) != 0 {
             let f = stmt_fail(m, st);
             my::mysql_stmt_close(st);
             return Err(f);

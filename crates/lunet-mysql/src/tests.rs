@@ -219,3 +219,49 @@ fn escaping_matches_the_librarys_own_for_every_charset_and_mode() {
         }
     }
 }
+
+#[test]
+fn every_option_reads_back_in_the_c_type_the_library_reads() {
+    use crate::conn::{options, DEFAULT_CONNECT_TIMEOUT};
+    use my::mysql_option as o;
+    use std::ffi::{c_uint, c_ulong, c_void};
+    library_init().unwrap();
+    let cfg = Config { connect_timeout: 0, ..Config::default() };
+    unsafe {
+        let m = my::mysql_init(std::ptr::null_mut());
+        assert!(!m.is_null());
+        // Start with LOAD DATA LOCAL allowed, whatever the library's default.
+        let on: c_uint = 1;
+        assert_eq!(my::mysql_options(m, o::MYSQL_OPT_LOCAL_INFILE, (&on as *const c_uint).cast()), 0);
+        for opt in options(&cfg, c"utf8mb4") {
+            opt.apply(m).unwrap();
+        }
+        let get = |which, out: *mut c_void| assert_eq!(my::mysql_get_optionv(m, which, out), 0);
+        let mut local_infile: c_uint = 7;
+        get(o::MYSQL_OPT_LOCAL_INFILE, (&mut local_infile as *mut c_uint).cast());
+        assert_eq!(local_infile, 0);
+        let mut timeout: c_uint = 0;
+        get(o::MYSQL_OPT_CONNECT_TIMEOUT, (&mut timeout as *mut c_uint).cast());
+        assert_eq!(timeout, DEFAULT_CONNECT_TIMEOUT); // 0 means the default, not "no limit"
+        let mut reconnect: my::my_bool = 7;
+        get(o::MYSQL_OPT_RECONNECT, (&mut reconnect as *mut my::my_bool).cast());
+        assert_eq!(reconnect, 0);
+        let mut truncation: my::my_bool = 7;
+        get(o::MYSQL_REPORT_DATA_TRUNCATION, (&mut truncation as *mut my::my_bool).cast());
+        assert_eq!(truncation, 1);
+        let mut packet: c_ulong = 0;
+        get(o::MYSQL_OPT_MAX_ALLOWED_PACKET, (&mut packet as *mut c_ulong).cast());
+        assert_eq!(packet as usize, 1 << 30);
+        my::mysql_close(m);
+    }
+}
+
+#[test]
+fn empty_sql_is_the_servers_query_was_empty_in_both_protocols() {
+    let mut c = open();
+    for params in [&[][..], &[Param::Int(1)][..]] {
+        assert_eq!(Mysql::query(&mut c, b"", params).unwrap_err(), "Query was empty");
+        assert_eq!(Mysql::exec(&mut c, b"", params).unwrap_err(), "Query was empty");
+    }
+    assert_eq!(Mysql::query(&mut c, b"SELECT 1 AS x", &[]).unwrap().row(0), &[Value::Int(1)]);
+}

@@ -16,7 +16,7 @@ mod params;
 use std::ffi::{c_int, CStr};
 
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::{to_number, type_name, Raise};
+use lunet_abi::lua::{raw_field, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
 use lunet_db::{Driver, Exec, Param, Rows, Statement};
 
@@ -35,8 +35,15 @@ const FIELDS: &[(&str, &CStr, &CStr, bool)] = &[
     ("connect_timeout", c"connect_timeout", c"connect_timeout", true),
 ];
 
-const DEFAULT_HOST: &[u8] = b"127.0.0.1";
-const DEFAULT_PORT: &[u8] = b"5432";
+/// Used for the fields `open` leaves out. A `connect_timeout` of 0 counts as
+/// left out: libpq would take it (like no value at all) as "wait forever",
+/// and a server that accepts the connection but never answers would then
+/// hold the `open` for good.
+const DEFAULTS: &[(&str, &CStr, &[u8])] = &[
+    ("host", c"host", b"127.0.0.1"),
+    ("port", c"port", b"5432"),
+    ("connect_timeout", c"connect_timeout", b"10"),
+];
 
 impl Driver for Postgres {
     const NAME: &'static str = "postgres";
@@ -53,7 +60,7 @@ impl Driver for Postgres {
             ffi::LUA_TNONE | ffi::LUA_TNIL => {}
             ffi::LUA_TTABLE => {
                 for &(field, key, keyword, numeric) in FIELDS {
-                    ffi::lua_getfield(L, idx, key.as_ptr());
+                    raw_field(L, idx, key);
                     let value = read_field(L, field, numeric);
                     ffi::lua_settop(L, -2);
                     if let Some(v) = value? {
@@ -69,11 +76,11 @@ impl Driver for Postgres {
                 .into())
             }
         }
-        if !settings.iter().any(|s| s.0 == "host") {
-            settings.push(("host", c"host", DEFAULT_HOST.to_vec()));
-        }
-        if !settings.iter().any(|s| s.0 == "port") {
-            settings.push(("port", c"port", DEFAULT_PORT.to_vec()));
+        settings.retain(|s| !(s.0 == "connect_timeout" && s.2 == b"0"));
+        for &(field, keyword, value) in DEFAULTS {
+            if !settings.iter().any(|s| s.0 == field) {
+                settings.push((field, keyword, value.to_vec()));
+            }
         }
         // Text in and out is UTF-8; the application name can be overridden by PGAPPNAME.
         settings.push(("client_encoding", c"client_encoding", b"UTF8".to_vec()));

@@ -11,7 +11,7 @@
 use std::ffi::{c_int, CStr};
 
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::{type_name, Raise};
+use lunet_abi::lua::{raw_field, type_name, Raise};
 use lunet_abi::lua_fn;
 use lunet_db::{count_mismatch, Driver, Exec, Param, Rows, Value};
 use rusqlite::types::{Null, ToSqlOutput, ValueRef};
@@ -41,8 +41,7 @@ impl Driver for Sqlite {
             ffi::LUA_TNONE | ffi::LUA_TNIL => Ok(b":memory:".to_vec()),
             ffi::LUA_TSTRING => Ok(path_at(idx)),
             ffi::LUA_TTABLE => {
-                ffi::lua_getfield(L, idx, c"path".as_ptr());
-                let r = match ffi::lua_type(L, -1) {
+                let r = match raw_field(L, idx, c"path") {
                     ffi::LUA_TNIL => Ok(b":memory:".to_vec()),
                     ffi::LUA_TSTRING => Ok(path_at(-1)),
                     _ => Err(format!(
