@@ -124,10 +124,10 @@ pub unsafe fn to_bytes<'a>(L: *mut lua_State, idx: c_int) -> Option<&'a [u8]> {
 /// metatable (`lua_rawget`), and returns the Lua type of the value pushed.
 ///
 /// This is how a user's table (an options table, say) is read inside an
-/// entry point: `lua_getfield` would run an `__index` metamethod, which may
-/// raise (a foreign exception that aborts the process once it unwinds into
-/// `catch_unwind`) or yield (which LuaJIT refuses across a C call, raising
-/// again). A raw read can do neither. Only the table's own fields are seen.
+/// entry point: `lua_getfield` would run an `__index` metamethod in the
+/// middle of lunet's work (it may raise, yield, or change state lunet has
+/// already checked). A raw read runs no Lua code. Only the table's own
+/// fields are seen.
 ///
 /// # Safety
 /// `idx` must be a valid index holding a table (or `LUA_REGISTRYINDEX`);
@@ -220,18 +220,3 @@ pub unsafe fn core_abi(L: *mut lua_State) -> Result<&'static crate::LunetAbi, Ra
     crate::fetch(L).map_err(|e| Raise::from(e.to_string()))
 }
 
-/// Pushes `t[name]` for the table at `idx` without calling metamethods (a
-/// user's option table may have an `__index` that raises or yields).
-/// Pushes nil when the value at `idx` is not a table.
-///
-/// # Safety
-/// `L` must be valid with two free stack slots.
-pub unsafe fn raw_field(L: *mut lua_State, idx: c_int, name: &CStr) {
-    if ffi::lua_type(L, idx) != ffi::LUA_TTABLE {
-        ffi::lua_pushnil(L);
-        return;
-    }
-    let t = if idx < 0 && idx > ffi::LUA_REGISTRYINDEX { ffi::lua_gettop(L) + idx + 1 } else { idx };
-    ffi::lua_pushstring(L, name.as_ptr());
-    ffi::lua_rawget(L, t);
-}
