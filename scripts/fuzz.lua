@@ -152,7 +152,7 @@ local function start(job)
   f:write(("cd %s/work || exit 99\necho $$ > %s/pid\nulimit -c unlimited 2>/dev/null\nexec env %s >%s/out 2>%s/err </dev/null\n"):format(
     d, d, child_command(job, d .. "/calls.log"), d, d))
   f:close()
-  os.execute(("(sh %s/run.sh; echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc) &"):format(d, d, d, d))
+  os.execute(("(sh %s/run.sh; echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc) >/dev/null 2>&1 &"):format(d, d, d, d))
   job.started = now()
 end
 
