@@ -8,9 +8,11 @@ BUSTED  ?= /usr/bin/busted
 STRESS_WORKERS ?= 50
 STRESS_OPS     ?= 100
 export STRESS_WORKERS STRESS_OPS
+## `make fuzz`: wall-clock seconds of fuzzing over both builds.
+FUZZ_SECONDS   ?= 600
 
 .PHONY: all deps deps-test db-up build build-debug run test test-cargo test-spec \
-        test-examples test-rocks stress bench docs clean
+        test-examples test-rocks stress fuzz fuzz-quick bench docs clean
 
 all: build
 
@@ -38,7 +40,7 @@ run: build
 	build/release/lunet-run examples/01_http_json.lua
 
 test: deps-test db-up build build-debug
-	$(MAKE) --no-print-directory test-cargo test-spec test-examples test-rocks stress
+	FUZZ_ALLOW_FAIL= $(MAKE) --no-print-directory test-cargo test-spec test-examples test-rocks stress fuzz-quick
 	@echo "make test: all suites passed"
 
 test-cargo:
@@ -58,6 +60,16 @@ test-rocks:
 stress: build-debug
 	@scripts/db-up.sh postgres
 	timeout 600 build/debug/lunet-run scripts/stress.lua
+
+## The seeded misuse fuzzer (scripts/fuzz.lua) on the release and debug
+## builds: `make fuzz` for FUZZ_SECONDS, `make fuzz-quick` (part of `make
+## test`) for about a minute. FUZZ_ALLOW_FAIL=1 reports failures without
+## failing (local runs only; `make test` clears it).
+fuzz: db-up build build-debug
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(LUAJIT) scripts/fuzz.lua
+
+fuzz-quick: db-up build build-debug
+	FUZZ_SECONDS=60 $(LUAJIT) scripts/fuzz.lua
 
 bench: build
 	build/release/lunet-run bench/core.lua
