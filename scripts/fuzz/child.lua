@@ -22,6 +22,9 @@ local LOGPATH = arg[3] or "fuzz.log"
 
 local here = (arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
+-- Odd seeds run with the JIT off and finalisers that may raise; even seeds
+-- with the JIT on and finalisers that catch their own errors (see values.lua).
+if SEED % 2 == 1 then jit.off() end
 local V = require("values")
 local ffi = require("ffi")
 ffi.cdef [[
@@ -214,9 +217,10 @@ local function harvest(t, res)
 end
 
 ------------------------------------------------------------------ signals
--- A signal is raised only while a tracked wait for it is parked (its
--- coroutine suspended inside the call) and started after the last raise of
--- that signal: only then is lunet's handler surely installed.
+-- A signal is raised only while a tracked wait for it is parked (its task
+-- "waiting" inside the call: a wait that timed out or was cancelled is
+-- unhooked at once, though its task resumes later) and started after the
+-- last raise of that signal: only then is lunet's handler surely installed.
 local inflight, last_raise, seq = {}, {}, 0
 local function signal_of(t, args)
   if t.module ~= "lunet.signal" or type(args[1]) ~= "string" then return nil end
@@ -225,7 +229,7 @@ end
 
 local function raise_armed()
   for rec in pairs(inflight) do
-    if rec.seq > (last_raise[rec.num] or 0) and coroutine.status(rec.co) == "suspended" then
+    if rec.seq > (last_raise[rec.num] or 0) and rec.task and rec.task:status() == "waiting" then
       seq = seq + 1
       last_raise[rec.num] = seq
       log(("raise signal %d"):format(rec.num))
@@ -250,7 +254,7 @@ local function invoke(where, t, args, n)
   local num, rec = signal_of(t, args), nil
   if num and coroutine.running() then
     seq = seq + 1
-    rec = { num = num, co = coroutine.running(), seq = seq }
+    rec = { num = num, co = coroutine.running(), seq = seq, task = lunet.current and lunet.current() }
     inflight[rec] = true
   end
   local res = pack(pcall(t.fn, unpack(args, 1, n)))

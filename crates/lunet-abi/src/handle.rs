@@ -21,10 +21,22 @@ use crate::ffi::{self, lua_State};
 /// # Safety
 /// `L` valid with free stack slots; the metatable must exist.
 pub unsafe fn push(L: *mut lua_State, meta: &CStr, p: *mut c_void) {
+    push_slot(L, meta).write(p);
+}
+
+/// Pushes a new, empty handle (it holds null, like a cleared one) and returns
+/// its slot. An entry point that creates a resource pushes the handle first
+/// and fills it after: the allocation may raise (a finaliser's error), and a
+/// resource created before it would then belong to nobody.
+///
+/// # Safety
+/// As for [`push`].
+pub unsafe fn push_slot(L: *mut lua_State, meta: &CStr) -> *mut *mut c_void {
     let slot = ffi::lua_newuserdata(L, std::mem::size_of::<*mut c_void>()) as *mut *mut c_void;
-    slot.write(p);
+    slot.write(std::ptr::null_mut());
     ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, meta.as_ptr());
     ffi::lua_setmetatable(L, -2);
+    slot
 }
 
 /// The slot of the handle of kind `meta` at `idx`, or null for anything else.

@@ -9,7 +9,7 @@ use std::thread::Thread;
 
 use parking_lot::Mutex;
 
-use lunet_abi::ffi::{self, lua_State};
+use lunet_abi::ffi::lua_State;
 use lunet_abi::lua::push_fail;
 use lunet_abi::LunetAbi;
 
@@ -402,7 +402,7 @@ unsafe extern "C" fn work<D: Driver>(data: *mut c_void) {
 }
 
 /// `AfterFn`: on the loop thread. Pushes the outcome for `co` (if any) and
-/// frees the job. Must not unwind.
+/// frees the job.
 unsafe extern "C-unwind" fn after<D: Driver>(co: *mut lua_State, data: *mut c_void) -> c_int {
     let mut job = Box::from_raw(data as *mut Job<D>);
     let out = std::mem::replace(&mut job.out, Outcome::Pending);
@@ -413,8 +413,9 @@ unsafe extern "C-unwind" fn after<D: Driver>(co: *mut lua_State, data: *mut c_vo
         }
         return 0;
     }
-    let top = ffi::lua_gettop(co);
-    let pushed = catch_unwind(AssertUnwindSafe(|| match &out {
+    // Runs inside the core's protected call: an allocation that raises (a
+    // finaliser's error) unwinds from here, dropping `job` and `out`.
+    match &out {
         Outcome::Opened(shared) => {
             push_handle::<D>(co, shared.clone());
             1
@@ -429,13 +430,6 @@ unsafe extern "C-unwind" fn after<D: Driver>(co: *mut lua_State, data: *mut c_vo
         }
         Outcome::Failed(msg) => push_fail(co, msg),
         Outcome::Pending => push_fail(co, &format!("{} internal error: job did not run", D::NAME)),
-    }));
-    match pushed {
-        Ok(n) => n,
-        Err(p) => {
-            ffi::lua_settop(co, top);
-            push_fail(co, &format!("{} internal error: {}", D::NAME, panic_text(p)))
-        }
     }
 }
 

@@ -203,8 +203,8 @@ unsafe fn finish(c: *mut Connect, result: Result<*mut Sock, c_int>) {
         (Some(id), Ok(s)) => {
             let mut taken = false;
             sched::complete(rt, id, |co| {
-                taken = true;
                 stream::push(co, s);
+                taken = true; // (not if the push raised)
                 1
             });
             if !taken {

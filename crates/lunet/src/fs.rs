@@ -467,8 +467,9 @@ unsafe extern "C" fn on_done(fs: *mut uv::uv_fs_t) {
     let mut delivered = false;
     if let Some(id) = waiter {
         sched::complete(rt, id, |co| {
-            delivered = true;
-            push_outcome(co, outcome)
+            let n = push_outcome(co, outcome);
+            delivered = true; // (not if the push raised: the fd is closed below)
+            n
         });
     }
     if let (Some(fd), false) = (opened, delivered) {

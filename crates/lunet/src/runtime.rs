@@ -277,9 +277,10 @@ lua_fn! {
 lua_fn! {
     /// Finaliser of the runtime sentinel: runs when the Lua state closes.
     fn l_shutdown(L) {
-        let slot = ffi::lua_touserdata(L, 1) as *mut *mut Runtime;
-        if !slot.is_null() {
-            shutdown(*slot);
+        if let Some(rt) = lunet_abi::handle::get(L, 1, SENTINEL_META) {
+            if !rt.is_null() {
+                shutdown(rt as *mut Runtime);
+            }
         }
         Ok(0)
     }

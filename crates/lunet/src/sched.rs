@@ -223,7 +223,10 @@ pub unsafe fn park(rt: *mut Runtime, L: *mut lua_State, spec: Spec) -> WaitId {
         }
     }
     if !matches!(pending, Pending::None) {
-        end_early(rt, id, pending);
+        // The module has not stored the id yet: it is unhooked when the
+        // wait is served, and meanwhile its completions are refused.
+        (*rt).sched.waits.get_mut(id).unwrap().pending = pending;
+        queue(rt, id);
     }
     id
 }
@@ -361,11 +364,27 @@ unsafe fn drop_stale(rt: *mut Runtime, id: WaitId) {
 /// its yield (the script resumed it itself). Returns whether `push` ran.
 ///
 /// `push` runs inside a protected call on the runtime's own thread, so it
-/// may allocate freely.
+/// may allocate freely. A completion is also the module letting go of the
+/// wait: if it is refused, its unhook is never called.
 ///
 /// # Safety
 /// Loop thread, outside any Lua call of this state (libuv callbacks).
 pub unsafe fn complete(rt: *mut Runtime, id: WaitId, push: impl FnOnce(*mut lua_State) -> c_int) -> bool {
+    match (*rt).sched.waits.get_mut(id) {
+        None => return false, // stale
+        Some(w) if !matches!(w.pending, Pending::None) => {
+            // Already ending (timeout, cancel, close): refused. The module
+            // is done with it (it may free what the unhook would touch).
+            w.unhook = None;
+            return false;
+        }
+        Some(_) => {}
+    }
+    deliver(rt, id, push)
+}
+
+/// Ends the wait `id` whatever its state and resumes it with `push`'s values.
+unsafe fn deliver(rt: *mut Runtime, id: WaitId, push: impl FnOnce(*mut lua_State) -> c_int) -> bool {
     let Some(w) = take(rt, id) else { return false };
     if (*rt).closing {
         release(rt, w);
@@ -382,6 +401,7 @@ pub unsafe fn complete(rt: *mut Runtime, id: WaitId, push: impl FnOnce(*mut lua_
 /// As for [`complete`].
 pub unsafe fn complete_plain(rt: *mut Runtime, id: WaitId) {
     if let Some(w) = take(rt, id) {
+        // (Called for waits that end normally and for served sleeps.)
         if (*rt).closing {
             release(rt, w);
         } else {
@@ -423,6 +443,9 @@ pub unsafe fn forget(rt: *mut Runtime, id: WaitId) {
 unsafe fn release(rt: *mut Runtime, w: Wait) {
     ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, w.anchor);
     trace::ref_released();
+    if let Pending::Joined(t) = w.pending {
+        task::unpin(rt, t);
+    }
 }
 
 /// Cancels the wait of `task` (if it has one) on the next loop iteration.
@@ -433,7 +456,8 @@ pub unsafe fn cancel_wait(rt: *mut Runtime, id: WaitId) {
     end_early(rt, id, Pending::Cancel);
 }
 
-/// Whether the wait is still registered and not already on its way out.
+/// Whether the wait is still registered and not already on its way out
+/// (completions for a wait on its way out are refused).
 pub unsafe fn is_waiting(rt: *mut Runtime, id: WaitId) -> bool {
     (*rt).sched.waits.get(id).is_some_and(|w| matches!(w.pending, Pending::None))
 }
@@ -443,9 +467,9 @@ pub unsafe fn is_waiting(rt: *mut Runtime, id: WaitId) -> bool {
 /// # Safety
 /// Loop thread; `t` must stay alive until the joiner runs (the joiner holds it).
 pub unsafe fn joined_later(rt: *mut Runtime, id: WaitId, t: *mut Task) {
-    if let Some(w) = (*rt).sched.waits.get_mut(id) {
-        w.unhook = None;
-    }
+    let Some(w) = (*rt).sched.waits.get_mut(id) else { return };
+    w.unhook = None;
+    task::pin(t); // until the joiner has its results (or its wait is gone)
     end_early(rt, id, Pending::Joined(t));
 }
 
@@ -456,12 +480,18 @@ enum Values<'a> {
 }
 
 /// Resumes the coroutine of an ended wait.
-unsafe fn resume(rt: *mut Runtime, w: Wait, values: Values) -> bool {
+unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) -> bool {
     let co = w.co;
     if ffi::lua_status(co) != ffi::LUA_YIELD {
         release(rt, w);
         return false;
     }
+    // A finished task whose results this resume delivers stays pinned
+    // until they are pushed.
+    let joined = match std::mem::replace(&mut w.pending, Pending::None) {
+        Pending::Joined(t) => Some(t),
+        _ => None,
+    };
     // While it runs, the coroutine is kept alive on the runtime's thread
     // instead of by the wait's reference (a script that exits from inside
     // the resume leaves no wait behind).
@@ -492,6 +522,9 @@ unsafe fn resume(rt: *mut Runtime, w: Wait, values: Values) -> bool {
             }
         },
     };
+    if let Some(t) = joined {
+        task::unpin(rt, t);
+    }
     run(rt, co, nargs, task);
     ffi::lua_settop(aux, -2);
     pushed
@@ -671,23 +704,21 @@ unsafe fn run(rt: *mut Runtime, co: *mut lua_State, nargs: c_int, task: *mut Tas
 /// Reports the error that ended `co` (its value on top of `co`'s stack,
 /// left there): calls the `lunet.on_error` handler as
 /// `fn(err, traceback, task)`, or prints `[lunet] coroutine error: <msg>` and
-/// the traceback to stderr. Everything that could raise (a `__tostring`, the
-/// handler) runs in a protected call; a failing handler falls back to print.
+/// the traceback to stderr. Everything that could raise (building the
+/// traceback, a `__tostring`, the handler) runs in a protected call; a failing
+/// handler falls back to the default report.
 ///
 /// # Safety
 /// Loop thread; `co` dead with its error value on top.
 pub unsafe fn report(rt: *mut Runtime, co: *mut lua_State, task: *mut Task) {
     let aux = (*rt).aux;
-    let top = ffi::lua_gettop(aux);
-    ffi::luaL_traceback(aux, co, std::ptr::null(), 0);
     let handler = (*rt).sched.on_error;
     if handler != ffi::LUA_NOREF {
         let mut call = |L: *mut lua_State| -> c_int {
             ffi::lua_rawgeti(L, ffi::LUA_REGISTRYINDEX, handler as _);
             ffi::lua_pushvalue(co, -1);
             ffi::lua_xmove(co, L, 1);
-            ffi::lua_pushvalue(aux, top + 1);
-            ffi::lua_xmove(aux, L, 1);
+            ffi::luaL_traceback(L, co, std::ptr::null(), 0);
             if task.is_null() {
                 ffi::lua_pushnil(L);
             } else {
@@ -697,16 +728,20 @@ pub unsafe fn report(rt: *mut Runtime, co: *mut lua_State, task: *mut Task) {
             0
         };
         if protected(rt, &mut call).is_ok() {
-            ffi::lua_settop(aux, top);
             return;
         }
         let why = text(aux, -1);
+        ffi::lua_settop(aux, -2);
         let _ = writeln!(std::io::stderr().lock(), "[lunet] error handler failed: {why}");
-        ffi::lua_settop(aux, top + 1);
     }
+    let mut traceback = |L: *mut lua_State| -> c_int {
+        ffi::luaL_traceback(L, co, std::ptr::null(), 0);
+        1
+    };
+    let ok = protected(rt, &mut traceback).is_ok();
+    let tb = if ok { text(aux, -1) } else { String::new() };
+    ffi::lua_settop(aux, -2);
     let msg = describe(rt, co);
-    let tb = text(aux, top + 1);
-    ffi::lua_settop(aux, top);
     let _ = writeln!(std::io::stderr().lock(), "[lunet] coroutine error: {msg}\n{tb}");
 }
 
@@ -824,8 +859,13 @@ unsafe extern "C" fn on_idle(h: *mut uv::uv_idle_t) {
 }
 
 unsafe fn serve(rt: *mut Runtime, id: WaitId) {
-    let Some(w) = (*rt).sched.waits.get(id) else { return };
+    let Some(w) = (*rt).sched.waits.get_mut(id) else { return };
     let pending = w.pending;
+    // A wait that ended as it was registered is unhooked only now.
+    if let Some((f, ctx)) = w.unhook.take() {
+        f(rt, ctx, id);
+    }
+    let Some(w) = (*rt).sched.waits.get(id) else { return };
     if (*rt).closing {
         forget(rt, id);
         return;
@@ -835,7 +875,7 @@ unsafe fn serve(rt: *mut Runtime, id: WaitId) {
         Pending::Plain => complete_plain(rt, id),
         Pending::Fail(msg) => {
             let shape = w.shape;
-            complete(rt, id, |L| push_failure(L, shape, msg));
+            deliver(rt, id, |L| push_failure(L, shape, msg));
         }
         Pending::Cancel => {
             if let Some(w) = take(rt, id) {
@@ -843,7 +883,7 @@ unsafe fn serve(rt: *mut Runtime, id: WaitId) {
             }
         }
         Pending::Joined(t) => {
-            complete(rt, id, |L| task::push_outcome(L, t));
+            deliver(rt, id, |L| task::push_outcome(L, t));
         }
         Pending::Start(nargs) => {
             let Some(w) = take(rt, id) else { return };

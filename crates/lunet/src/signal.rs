@@ -108,7 +108,7 @@ lua_fn! {
             Ok(w) => w,
             Err(rc) => return Ok(push_fail(L, &strerror(rc))),
         };
-        if w.waiters.is_empty() {
+        if uv::uv_is_active(w.handle.cast()) == 0 {
             let rc = uv::uv_signal_start(w.handle, Some(on_signal), signum);
             if rc != 0 {
                 return Ok(push_fail(L, &strerror(rc)));

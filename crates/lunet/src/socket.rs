@@ -35,6 +35,8 @@ lua_fn! {
     pub fn l_listen(L) {
         let rt = runtime::of(L);
         let timeout = opts_timeout(L, if to_bytes(L, 1) == Some(b"unix") { 3 } else { 4 }, "socket.listen")?;
+        let top = ffi::lua_gettop(L);
+        let slot = lunet_abi::handle::push_slot(L, stream::META);
         let proto = to_bytes(L, 1);
         let result = match proto {
             Some(b"tcp") => {
@@ -52,10 +54,13 @@ lua_fn! {
         match result {
             Ok(s) => {
                 (*s).timeouts.read = timeout;
-                stream::push(L, s);
+                stream::fill(slot, s);
                 Ok(1)
             }
-            Err(msg) => Ok(push_fail(L, &msg)),
+            Err(msg) => {
+                ffi::lua_settop(L, top);
+                Ok(push_fail(L, &msg))
+            }
         }
     }
 }

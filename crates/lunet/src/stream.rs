@@ -23,6 +23,7 @@ use std::ptr;
 
 use libuv_sys2 as uv;
 use lunet_abi::ffi::{self, lua_State};
+use lunet_abi::handle;
 use lunet_abi::lua::push_bytes;
 
 use crate::runtime::{strerror, Runtime};
@@ -184,10 +185,16 @@ impl Sock {
 /// # Safety
 /// `L` must be valid with free stack slots; the metatable must exist.
 pub unsafe fn push(L: *mut lua_State, s: *mut Sock) {
-    let slot = ffi::lua_newuserdata(L, std::mem::size_of::<*mut Sock>()) as *mut *mut Sock;
-    slot.write(s);
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, META.as_ptr());
-    ffi::lua_setmetatable(L, -2);
+    handle::push(L, META, s.cast());
+    (*s).ud = true;
+}
+
+/// Fills a handle made by `handle::push_slot` with `s`.
+///
+/// # Safety
+/// `slot` from `handle::push_slot(L, META)`, still on the stack; `s` has no handle.
+pub unsafe fn fill(slot: *mut *mut c_void, s: *mut Sock) {
+    *slot = s.cast();
     (*s).ud = true;
 }
 
@@ -226,12 +233,9 @@ pub unsafe fn arg(L: *mut lua_State, idx: c_int) -> Arg {
 /// # Safety
 /// Finaliser of a socket userdata only.
 pub unsafe fn gc(L: *mut lua_State) {
-    let slot = ffi::lua_touserdata(L, 1) as *mut *mut Sock;
-    if slot.is_null() || (*slot).is_null() {
-        return;
-    }
-    let s = *slot;
-    *slot = ptr::null_mut();
+    // (Checked: a finaliser can be called by hand with any value.)
+    let Some(p) = handle::take(L, 1, META) else { return };
+    let s = p as *mut Sock;
     (*s).ud = false;
     if !(*s).closed {
         close(s, false);
@@ -302,17 +306,27 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
             let id = take_reader(s);
             let rx = &(*rt).streams.rx;
             let first = n.min((*rt).streams.read_size);
+            // Bytes beyond one read wait in the buffer before the reader runs
+            // (it may read again at once).
+            let sk = &mut *s;
+            sk.pending.clear();
+            sk.pos = 0;
             if first < n {
-                let sk = &mut *s;
-                sk.pending.clear();
-                sk.pos = 0;
                 sk.pending.extend_from_slice(&rx[first..n]);
             }
-            let data = &rx[..first];
+            let mut taken = false;
             sched::complete(rt, id, |co| {
-                push_bytes(co, data);
+                taken = true;
+                push_bytes(co, &rx[..first]);
                 1
             });
+            if !taken {
+                // The wait was already ending (timeout, cancel): keep it all.
+                let sk = &mut *s;
+                sk.pending.clear();
+                let rx = &(*rt).streams.rx;
+                sk.pending.extend_from_slice(&rx[..n]);
+            }
         } else {
             let sk = &mut *s;
             let rx = &(*rt).streams.rx;
@@ -529,8 +543,8 @@ unsafe fn accept_one(s: *mut Sock) {
         Some(id) => {
             let mut taken = false;
             sched::complete(rt, id, |co| {
-                taken = true;
                 push(co, c);
+                taken = true; // (not if the push raised)
                 1
             });
             if !taken {

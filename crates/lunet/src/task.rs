@@ -62,6 +62,21 @@ unsafe fn arg(L: *mut lua_State, idx: c_int, what: &str) -> Result<*mut Task, Ra
     }
 }
 
+/// Keeps `t` alive while the scheduler still needs it (counted like a handle:
+/// a finaliser that collects the last real handle meanwhile cannot free it).
+pub unsafe fn pin(t: *mut Task) {
+    (*t).handles += 1;
+}
+
+/// Ends a [`pin`]; frees `t` if it has ended and nothing else holds it.
+///
+/// # Safety
+/// Loop thread; `t` pinned.
+pub unsafe fn unpin(rt: *mut Runtime, t: *mut Task) {
+    (*t).handles -= 1;
+    maybe_free(rt, t);
+}
+
 /// Frees `t` if it has ended and no handle is left.
 unsafe fn maybe_free(rt: *mut Runtime, t: *mut Task) {
     if (*t).state != State::Live && (*t).handles == 0 {
@@ -76,6 +91,9 @@ unsafe fn maybe_free(rt: *mut Runtime, t: *mut Task) {
 /// # Safety
 /// Loop thread; called by the scheduler right after the final resume.
 pub unsafe fn finished(rt: *mut Runtime, t: *mut Task, ok: bool) {
+    // Reporting allocates, and a finaliser run by that allocation may drop
+    // the task's last handle: keep it until the end.
+    pin(t);
     let co = (*t).co;
     (*t).wait = None;
     if ok {
@@ -98,6 +116,7 @@ pub unsafe fn finished(rt: *mut Runtime, t: *mut Task, ok: bool) {
         (*t).nres = 1;
     }
     wake_joiners(rt, t);
+    unpin(rt, t);
 }
 
 /// A task cancelled before its first run never runs.

@@ -400,11 +400,8 @@ unsafe extern "C" fn close_walked(h: *mut uv::uv_handle_t, _: *mut c_void) {
 
 // ---------------------------------------------------------------- userdata
 
-unsafe fn push(L: *mut lua_State, s: *mut Udp) {
-    let slot = ffi::lua_newuserdata(L, std::mem::size_of::<*mut Udp>()) as *mut *mut Udp;
-    slot.write(s);
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, META.as_ptr());
-    ffi::lua_setmetatable(L, -2);
+unsafe fn fill(slot: *mut *mut c_void, s: *mut Udp) {
+    *slot = s.cast();
     (*s).ud = true;
 }
 
@@ -466,15 +463,23 @@ lua_fn! {
     pub fn l_bind(L) {
         let rt = runtime::of(L);
         let queue_max = queue_option(L, 3)?;
-        let (Some(host), Some(port)) = (to_bytes(L, 1), dns::port(to_number(L, 2))) else {
+        let (Some(_), Some(port)) = (to_bytes(L, 1), dns::port(to_number(L, 2))) else {
             return Ok(push_fail(L, INVALID));
         };
+        // The handle first: its allocation may raise, and a socket bound
+        // before it would belong to nobody.
+        let top = ffi::lua_gettop(L);
+        let slot = lunet_abi::handle::push_slot(L, META);
+        let host = to_bytes(L, 1).unwrap_or_default();
         match bind(rt, host, port, queue_max) {
             Ok(s) => {
-                push(L, s);
+                fill(slot, s);
                 Ok(1)
             }
-            Err(msg) => Ok(push_fail(L, &msg)),
+            Err(msg) => {
+                ffi::lua_settop(L, top);
+                Ok(push_fail(L, &msg))
+            }
         }
     }
 }
@@ -609,12 +614,9 @@ lua_fn! {
 
 lua_fn! {
     fn l_gc(L) {
-        let slot = ffi::lua_touserdata(L, 1) as *mut *mut Udp;
-        if slot.is_null() || (*slot).is_null() {
-            return Ok(0);
-        }
-        let s = *slot;
-        *slot = ptr::null_mut();
+        // (Checked: a finaliser can be called by hand with any value.)
+        let Some(p) = lunet_abi::handle::take(L, 1, META) else { return Ok(0) };
+        let s = p as *mut Udp;
         (*s).ud = false;
         if !(*s).closed {
             close(s, false);
