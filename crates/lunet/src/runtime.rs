@@ -18,6 +18,9 @@ use crate::{connect, fs, sched, signal, stream, trace, udp, work};
 
 const RUNTIME_KEY: &CStr = c"lunet.runtime";
 const SENTINEL_META: &CStr = c"lunet.runtime.sentinel";
+/// Registry field holding the sentinel itself (its metatable is registered
+/// under [`SENTINEL_META`], which `__gc` checks).
+const SENTINEL_KEY: &CStr = c"lunet.runtime.sentinel.handle";
 
 pub struct Runtime {
     pub uv: *mut uv::uv_loop_t,
@@ -105,7 +108,7 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
     ffi::lua_pushcfunction(L, l_shutdown);
     ffi::lua_setfield(L, -2, c"__gc".as_ptr());
     ffi::lua_setmetatable(L, -2);
-    ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, SENTINEL_META.as_ptr());
+    ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, SENTINEL_KEY.as_ptr());
     Ok(rt)
 }
 
