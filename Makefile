@@ -47,8 +47,8 @@ test-cargo:
 	$(CARGO) test --workspace --release
 
 test-spec:
-	LUNET_BUILD=build/release $(LUAJIT) $(BUSTED) --output=utfTerminal spec
-	LUNET_BUILD=build/debug $(LUAJIT) $(BUSTED) --output=utfTerminal spec
+	LUNET_BUILD=build/release $(LUAJIT) $(BUSTED) --ignore-lua --output=utfTerminal spec
+	LUNET_BUILD=build/debug $(LUAJIT) $(BUSTED) --ignore-lua --output=utfTerminal spec
 
 test-examples:
 	@scripts/test-examples.sh build/release

@@ -8,7 +8,9 @@ description = {
   summary = "Coroutine networking for LuaJIT on libuv: timers, TCP/Unix sockets, UDP, files, signals",
   detailed = [[
     lunet runs many coroutines on one libuv event loop: a call that has to wait
-    (a socket read, a timer, a file read) suspends only its coroutine. Written
+    (a socket read, a timer, a file read) suspends only its coroutine. Tasks
+    can be joined and cancelled, and every wait can time out. Includes
+    lunet.test, a helper for running lunet code in busted specs. Written
     in Rust; loads into stock LuaJIT. Database drivers are separate rocks:
     lunet-sqlite3, lunet-mysql, lunet-postgres.
   ]],

@@ -13,34 +13,173 @@
 --- anything has started. Failures of the outside world (a refused connection,
 --- a missing file, an SQL error) are returned as `nil` and a message; mistakes
 --- in the program (an argument of the wrong type) raise an error.
+---
+--- Every wait (sleep, accept, connect, read, write, UDP receive, file
+--- operations, signal waits, database statements, `task:join`) can end early:
+--- by a time limit (`lunet.deadline`, the per-handle timeouts of
+--- `lunet.socket` and `lunet.udp`), then the call fails with `"timeout"` in its
+--- usual failure shape (`nil, "timeout"`; `"timeout"` alone for calls that
+--- return one value, such as `socket.write` and `fs.close`;
+--- `nil, nil, "timeout"` for `udp.recv`), or by `task:cancel()`, which raises
+--- `"cancelled"` at the wait. Times are milliseconds; `nil` means no limit; a
+--- negative, NaN or infinite time, or one that is not a number, raises.
 ---@class lunet
 local lunet = {}
 
---- Starts `fn(...)` in a new coroutine right away: `spawn` returns once the
---- coroutine has finished or reached its first wait. Usable from the main
---- chunk and from other coroutines. An error inside the coroutine, before or
---- after a wait, stops only that coroutine: it is printed to stderr as
---- `[lunet] coroutine error: <message>` with a traceback. A coroutine waiting
---- in a lunet call stays alive even if nothing in the program refers to it.
---- Raises if `fn` is not a function.
----@param fn function what the coroutine runs
+--- Starts `fn(...)` in a new coroutine, a task, right away: `spawn` returns
+--- once the task has finished or reached its first wait. Usable from the main
+--- chunk and from other coroutines. Two exceptions start the task on the next
+--- loop iteration instead (its status is `"ready"` until then): a spawn
+--- nested more than 200 deep (each task spawning the next before its first
+--- wait), so that recursive spawning cannot overflow the C stack, and a spawn
+--- from inside a finaliser (`__gc`) or a debug hook, where LuaJIT cannot
+--- yield.
+---
+--- An error inside the task, before or after a wait, stops only that task.
+--- If nobody is joining it, it is reported: by the handler given to
+--- `lunet.on_error`, by default printed to stderr as
+--- `[lunet] coroutine error: <message>` with a traceback. A task waiting in a
+--- lunet call stays alive even if nothing in the program refers to it or to
+--- its handle; scripts that ignore the returned task are unaffected. Raises if
+--- `fn` is not a function.
+---@param fn function what the task runs
 ---@param ... any arguments handed to `fn`
+---@return lunet.Task task the new task
 function lunet.spawn(fn, ...) end
 
 --- Suspends the calling coroutine for `ms` milliseconds (the fractional part
 --- is ignored). `lunet.sleep(0)` waits one turn of the loop, which lets every
---- other ready coroutine run. Raises if `ms` is not a number, or is negative
+--- other ready coroutine run. Returns nothing, except when a
+--- `lunet.deadline` ends the sleep before its time: then it returns
+--- `nil, "timeout"`. Raises if `ms` is not a number, or is negative or NaN
 --- (`lunet.sleep duration must be >= 0`).
 ---@async
 ---@param ms number how long to wait, in milliseconds (0 or more)
+---@return nil none nothing, unless the sleep was cut short by a deadline
+---@return string|nil err `"timeout"` when a `lunet.deadline` ended the sleep early
 function lunet.sleep(ms) end
 
 --- Runs the event loop until nothing is left that could resume a coroutine:
 --- no sleeps, listeners, bound UDP sockets, armed signal waits, or file,
---- network and database work in progress. An open connection nobody reads or
---- writes does not keep it running. Call it from the main thread once the
---- first coroutines are spawned; raises if called from a coroutine or while
---- the loop is already running.
+--- network and database work in progress; or until `lunet.stop()`. An open
+--- connection nobody reads or writes does not keep it running. Call it from
+--- the main thread once the first coroutines are spawned; raises if called
+--- from a coroutine or while the loop is already running.
 function lunet.run() end
+
+--- The task that is running, or `nil` on the main thread and in a coroutine
+--- that `lunet.spawn` did not make. Each call returns a new handle; handles
+--- of one task compare equal with `==`.
+---@return lunet.Task|nil task the running task
+function lunet.current() end
+
+--- Runs `fn(...)` in the calling task with a time limit: every wait inside it
+--- that is still pending `ms` milliseconds after this call fails as a timeout
+--- of that call (`nil, "timeout"`, `"timeout"` for one-value calls,
+--- `nil, nil, "timeout"` for `udp.recv`; a `lunet.sleep` returns
+--- `nil, "timeout"`). A wait begun after the time is up fails on the next loop
+--- iteration. The operation whose wait timed out is dealt with as for a
+--- per-handle timeout (see the README): a write goes on in the background, a
+--- connect is abandoned, a file operation completes in the background.
+---
+--- Deadlines nest: inside another deadline the earlier of the two applies.
+--- The limit is lifted when `fn` returns or raises; an error of `fn` is raised
+--- again, unchanged (level 0). Tasks spawned inside `fn` do not inherit the
+--- deadline. Returns what `fn` returns. Raises when not called from a task
+--- (`lunet.deadline must be called from a task`), when `ms` is not a valid
+--- time or `fn` not a function. Does not itself yield, but `fn` may.
+---@param ms number the time limit, in milliseconds from now (0 or more)
+---@param fn function the code to run under the limit
+---@param ... any arguments handed to `fn`
+---@return any results what `fn` returned, all of it
+function lunet.deadline(ms, fn, ...) end
+
+--- Starts a task that calls `fn(...)` every `ms` milliseconds: it sleeps
+--- `ms`, calls `fn`, and repeats, so the period is `ms` plus the time `fn`
+--- takes. Cancel the returned task to stop it; an error in `fn` ends it and is
+--- reported like any task error. Raises unless `ms` is a number, 0 or more and
+--- finite, and `fn` a function.
+---@param ms number the pause before each call, in milliseconds
+---@param fn function the function to call
+---@param ... any arguments handed to `fn` on every call
+---@return lunet.Task task the repeating task
+function lunet.every(ms, fn, ...) end
+
+--- Sets the handler for an error that ends a task (or a coroutine that waits
+--- in lunet but is not a task) while nobody is joining it. It is called as
+--- `fn(err, traceback, task)`, with `task` nil for a coroutine that is not a
+--- task, instead of the default report. `nil` restores the default, which
+--- prints `[lunet] coroutine error: <message>` and the traceback to stderr. A
+--- handler that raises is reported as `[lunet] error handler failed: ...`,
+--- followed by the default report. Errors of a cancelled task that end it
+--- with `"cancelled"` are never reported. Raises if `fn` is neither a
+--- function nor nil.
+---@param fn? fun(err: any, traceback: string, task: lunet.Task|nil) the handler, or nil for the default
+function lunet.on_error(fn) end
+
+--- The loop's monotonic clock, in milliseconds. The value is taken once per
+--- loop iteration, so it does not advance while Lua code runs without waiting;
+--- it is the clock that sleeps and timeouts are measured with.
+---@return number ms the loop time in milliseconds
+function lunet.now() end
+
+--- A monotonic clock in nanoseconds, read at every call (for measuring short
+--- durations). Its origin is arbitrary.
+---@return number ns the current time in nanoseconds
+function lunet.hrtime() end
+
+--- The process id.
+---@return integer pid the id of this process
+function lunet.getpid() end
+
+--- Cancels every wait in progress and makes `lunet.run()` return once the
+--- coroutines it cancelled have run: each of them gets `"cancelled"` raised at
+--- its wait (tasks end as `"cancelled"` unless they catch it). Listeners,
+--- sockets and other handles stay open. Meant for shutting down and for
+--- tests; `lunet.run()` may be called again afterwards.
+function lunet.stop() end
+
+--- A task: a coroutine started by `lunet.spawn` (or `lunet.every`), with
+--- what a program can ask of it. `tostring(task)` gives
+--- `lunet.task: 0x... (live|done|failed|cancelled)`; two handles of the same
+--- task compare equal. A task's results or error are kept while a handle to it
+--- exists.
+---@class lunet.Task
+local task = {}
+
+--- Waits until the task has ended and returns how it ended:
+--- `true, ...` with the values its function returned; `false, err` when it
+--- raised `err`; `false, "cancelled"` when it was cancelled; or
+--- `nil, "timeout"` when `ms` passed first (the task goes on running). Any
+--- number of coroutines may join one task, and a task may be joined again
+--- later with the same answer. Joining a task that has already ended returns
+--- at once, also from the main chunk; otherwise it must be called from a
+--- coroutine. Waiting joiners are resumed on the loop iteration after the
+--- task ends. A task joining itself raises
+--- `task:join: a task cannot join itself`.
+---@async
+---@param ms? number how long to wait at most, in milliseconds (nil: no limit)
+---@return boolean|nil ok true if the task returned, false if it failed or was cancelled, nil on timeout
+---@return any values the task's results, after `ok`; or its error, `"cancelled"` or `"timeout"`
+function task:join(ms) end
+
+--- Cancels the task: its current wait ends and raises the string
+--- `"cancelled"` at the wait point, inside the task, where a `pcall` may catch
+--- it to clean up. The cancellation is sticky: every later wait of the task
+--- raises it again (on the next loop iteration), so a cancelled task cannot
+--- go on waiting. A task that ends with that error has status `"cancelled"`,
+--- is not reported as an error, and its joiners get `false, "cancelled"`. A
+--- task cancelled before it started never runs. Cancelling a task that has
+--- ended does nothing. Works from any coroutine, from the main chunk, and on
+--- the running task itself (its next wait raises). Does not yield.
+function task:cancel() end
+
+--- Where the task is: `"running"` (it is the running coroutine, or it
+--- resumed the one that is), `"waiting"` (parked in a wait), `"ready"` (its
+--- wait has ended and it will be resumed on the next loop iteration, or it
+--- has not started yet), `"done"` (returned), `"failed"` (raised an error) or
+--- `"cancelled"`.
+---@return "running"|"waiting"|"ready"|"done"|"failed"|"cancelled" status the task's state
+function task:status() end
 
 return lunet

@@ -58,8 +58,11 @@ function udp.send(sock, host, port, data) end
 --- Returns the oldest queued datagram, or waits for the next one. An empty
 --- datagram gives `""`. Only one coroutine may wait on a socket at a time; a
 --- second gets `nil, nil, "recv already pending"`. Closing the socket wakes
---- the waiter with `nil, nil, "udp closed"`, which is also the answer on an
---- already closed socket.
+--- the waiter with `nil, nil, "udp closed"` on the next loop iteration, which
+--- is also the answer on an already closed socket. When the socket's limit
+--- (see `settimeout`) or a `lunet.deadline` runs out first, the result is
+--- `nil, nil, "timeout"`; a datagram that arrives later stays queued for the
+--- next `recv`.
 ---@async
 ---@param sock lunet.udp.Socket the socket to receive on
 ---@return string|nil data the datagram's payload, or nil on failure
@@ -69,7 +72,8 @@ function udp.recv(sock) end
 
 --- Closes a socket; does not yield and can be called from anywhere, any
 --- number of times. Receiving stops at once, queued datagrams are discarded
---- and a waiting `recv` gets `nil, nil, "udp closed"`. Datagrams that `send`
+--- and a waiting `recv` gets `nil, nil, "udp closed"` (on the next loop
+--- iteration). Datagrams that `send`
 --- had to keep for later still go out before the socket really closes.
 --- Returns `true` for a UDP handle, `nil, "invalid udp handle"` for anything else.
 ---@param sock lunet.udp.Socket the socket to close
@@ -91,6 +95,16 @@ function udp.getsockname(sock) end
 ---@return lunet.udp.Stats|nil stats the counters, or nil for a value that is not a UDP handle
 ---@return string|nil err `"invalid udp handle"`
 function udp.stats(sock) end
+
+--- Sets the time limit of each later `recv` on the socket, in milliseconds:
+--- a `recv` that waits longer returns `nil, nil, "timeout"`. `nil` removes
+--- the limit. A `recv` already waiting keeps the limit it started with. Does
+--- not yield; raises if `ms` is not a valid time (negative, NaN, infinite,
+--- not a number) or `sock` is not a UDP handle; on a closed socket it does
+--- nothing.
+---@param sock lunet.udp.Socket the socket
+---@param ms? number the limit in milliseconds, or nil for none
+function udp.settimeout(sock, ms) end
 
 --- The options `udp.bind` accepts.
 ---@class lunet.udp.BindOptions
@@ -140,5 +154,9 @@ function sock:getsockname() end
 ---@return lunet.udp.Stats|nil stats the counters
 ---@return string|nil err never set for a socket
 function sock:stats() end
+
+--- Sets the limit of each later `recv`; the same as `udp.settimeout(sock, ms)`.
+---@param ms? number the limit in milliseconds, or nil for none
+function sock:settimeout(ms) end
 
 return udp
