@@ -71,7 +71,7 @@ pub unsafe fn tcp(L: *mut lua_State, rt: *mut Runtime, host: &[u8], port: u16, t
     } else {
         (*c).gai.data = c.cast();
         match dns::resolve_async((*rt).uv, &mut (*c).gai, host, SockType::Stream, Some(on_resolved)) {
-            Ok(()) => {}
+            Ok(()) => crate::work::pool_begin(), // a name lookup on the pool
             Err(e) => {
                 drop(Box::from_raw(c));
                 let msg = match e {
@@ -161,6 +161,7 @@ unsafe fn try_next(c: *mut Connect) {
 }
 
 unsafe extern "C" fn on_resolved(req: *mut uv::uv_getaddrinfo_t, status: c_int, res: *mut uv::addrinfo) {
+    crate::work::pool_done();
     let c = (*req).data as *mut Connect;
     let addrs = dns::collect(res, (*c).port);
     if status != 0 || addrs.is_empty() || (*c).wait.is_none() {

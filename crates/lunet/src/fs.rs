@@ -86,7 +86,9 @@ impl Fs {
             }
         }
         for r in &deferred {
-            fs.in_flight.remove(r);
+            if fs.in_flight.remove(r) {
+                crate::work::pool_done();
+            }
         }
         let reqs: Vec<*mut Req> = fs.in_flight.iter().copied().collect();
         for req in reqs {
@@ -144,6 +146,7 @@ unsafe fn park(L: *mut lua_State, rt: *mut Runtime, req: *mut Req) -> c_int {
     let shape = if matches!((*req).op, Op::Close) { Shape::One } else { Shape::Two };
     (*req).waiter = Some(sched::park(rt, L, Spec::new(shape).unhook(unhook, req.cast())));
     (*rt).fs.in_flight.insert(req);
+    crate::work::pool_begin(); // (os.exit does not wait for it)
     ffi::lua_yield(L, 0)
 }
 
@@ -441,7 +444,9 @@ unsafe extern "C" fn on_done(fs: *mut uv::uv_fs_t) {
     uv::uv_fs_req_cleanup(fs);
 
     let mut req = Box::from_raw(req);
-    (*rt).fs.in_flight.remove(&(&mut *req as *mut Req));
+    if (*rt).fs.in_flight.remove(&(&mut *req as *mut Req)) {
+        crate::work::pool_done();
+    }
     let (fd, waiter) = (req.fd, req.waiter.take());
     let op = std::mem::replace(&mut req.op, Op::Close);
     drop(req);

@@ -548,8 +548,10 @@ unsafe fn accept_one(s: *mut Sock) {
                 1
             });
             if !taken {
-                // The accepter is gone: keep the connection for the next one.
-                (*s).listen.as_mut().unwrap().queue.push_front(c);
+                // The accepter's wait was already ending, or handing over the
+                // handle failed (it got that error instead): the connection
+                // belongs to nobody.
+                close(c, false);
             }
         }
         None => l.queue.push_back(c),

@@ -14,6 +14,12 @@ local function outcome(ok, ...)
   return ok, select("#", ...), { ... }
 end
 
+-- The test body's own error is caught in its task (with a traceback), so it
+-- is re-raised in the caller and not also reported as a coroutine error.
+local function body(fn, ...)
+  return outcome(xpcall(fn, debug.traceback, ...))
+end
+
 function M.run(fn, timeout_ms, ...)
   if type(fn) ~= "function" then
     error("lunet.test.run expects a function (got " .. type(fn) .. ")", 2)
@@ -21,13 +27,15 @@ function M.run(fn, timeout_ms, ...)
   if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms ~= timeout_ms or timeout_ms < 0) then
     error("lunet.test.run: timeout_ms must be a number >= 0", 2)
   end
-  local task = lunet.spawn(fn, ...)
+  local task = lunet.spawn(body, fn, ...)
   local result
   lunet.spawn(function()
-    local ok, n, vals = outcome(task:join(timeout_ms))
-    if ok == nil then
+    local joined, ok, n, vals = task:join(timeout_ms)
+    if joined == nil then
       task:cancel()
       result = { ok = false, err = "timeout" }
+    elseif not joined then
+      result = { ok = false, err = ok } -- cancelled from outside
     elseif ok then
       result = { ok = true, n = n, vals = vals }
     else

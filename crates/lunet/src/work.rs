@@ -10,9 +10,10 @@
 //!
 //! Exit: libuv joins its pool threads when the process exits, so a statement
 //! still running would hold `os.exit()` until it ends (forever, for a server
-//! that never answers). While any pool work is in flight, an `on_exit`
-//! handler flushes stdio and ends the process at once with its exit status:
-//! the running work is abandoned (a database server sees the connection drop).
+//! that never answers). While any pool work is in flight (driver jobs, file
+//! requests, the name lookups of connects), an `on_exit` handler flushes
+//! stdio and ends the process at once with its exit status: the running work
+//! is abandoned (a database server sees the connection drop).
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
