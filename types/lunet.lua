@@ -168,11 +168,13 @@ function task:join(ms) end
 --- it to clean up. The cancellation is sticky: every later wait of the task
 --- raises it again (on the next loop iteration), so a cancelled task cannot
 --- go on waiting. A task that ends with that error has status `"cancelled"`,
---- is not reported as an error, and its joiners get `false, "cancelled"`. A
---- task cancelled before it started never runs. Cancelling a task that has
---- ended does nothing. Works from any coroutine, from the main chunk, and on
---- the running task itself (its next wait raises). Does not yield.
-function task:cancel() end
+--- is not reported as an error, and its joiners get `false, "cancelled"`
+--- (and `reason`, when one was given, as a third value). A task cancelled
+--- before it started never runs. Cancelling a task that has ended, or one
+--- already cancelled, does nothing. Works from any coroutine, from the main
+--- chunk, and on the running task itself (its next wait raises). Does not yield.
+---@param reason? any returned by `join` after `"cancelled"`
+function task:cancel(reason) end
 
 --- Where the task is: `"running"` (it is the running coroutine, or it
 --- resumed the one that is), `"waiting"` (parked in a wait), `"ready"` (its

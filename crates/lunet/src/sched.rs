@@ -112,6 +112,8 @@ struct Wait {
     unhook: Option<(Unhook, *mut c_void)>,
     /// Its deadline is its own normal end (a sleep), not a timeout.
     ends_ok: bool,
+    /// It has an entry in the deadline heap.
+    timed: bool,
     pending: Pending,
 }
 
@@ -135,6 +137,8 @@ pub struct Sched {
     pub on_error: c_int,
     /// `lunet.stop()` was called: every wait is cancelled and the loop stops.
     pub stopping: bool,
+    /// A cancellation hook was installed for the resume in progress.
+    hooked: bool,
 }
 
 impl Sched {
@@ -154,6 +158,7 @@ impl Sched {
             probe_co: std::ptr::null_mut(),
             on_error: ffi::LUA_NOREF,
             stopping: false,
+            hooked: false,
         }
     }
 
@@ -238,6 +243,20 @@ pub unsafe fn park(rt: *mut Runtime, L: *mut lua_State, spec: Spec) -> WaitId {
 /// # Safety
 /// As for [`park`].
 pub unsafe fn park_sleep(rt: *mut Runtime, L: *mut lua_State, ms: u64) {
+    if ms == 0 {
+        // The hot path (`sleep(0)` to let others run): straight onto the
+        // ready list, unless the task has a deadline or was cancelled.
+        let cur = (*rt).sched.current;
+        if !cur.is_null() && (*cur).co == L && !(*cur).cancelled && (*cur).deadline.is_none() {
+            let id = insert(rt, L, cur, Shape::Two, None, false);
+            if let Some(old) = (*cur).wait.replace(id) {
+                drop_stale(rt, old);
+            }
+            (*rt).sched.waits.get_mut(id).unwrap().pending = Pending::Plain;
+            queue(rt, id);
+            return;
+        }
+    }
     let id = park(rt, L, Spec::new(Shape::Two));
     let s = &mut (*rt).sched;
     let Some(w) = s.waits.get_mut(id) else { return };
@@ -258,6 +277,7 @@ pub unsafe fn park_sleep(rt: *mut Runtime, L: *mut lua_State, ms: u64) {
     }
 }
 
+#[inline]
 unsafe fn insert(
     rt: *mut Runtime,
     co: *mut lua_State,
@@ -266,14 +286,23 @@ unsafe fn insert(
     unhook: Option<(Unhook, *mut c_void)>,
     pushed: bool,
 ) -> WaitId {
-    // The anchor: a registry reference to the coroutine (on its own stack
-    // unless the caller already pushed it onto `co`).
-    if !pushed {
-        ffi::lua_pushthread(co);
-    }
-    let anchor = ffi::luaL_ref(co, ffi::LUA_REGISTRYINDEX);
+    // The anchor keeps a waiting coroutine alive: a registry reference (the
+    // thread is on its own stack if the caller pushed it). A task needs none:
+    // the task holds its coroutine for as long as it lives, and a task that
+    // waits has not ended. Tracing counts every wait either way.
+    let anchor = if task.is_null() {
+        if !pushed {
+            ffi::lua_pushthread(co);
+        }
+        ffi::luaL_ref(co, ffi::LUA_REGISTRYINDEX)
+    } else {
+        if pushed {
+            ffi::lua_settop(co, -2);
+        }
+        ffi::LUA_NOREF
+    };
     trace::ref_taken();
-    (*rt).sched.waits.insert(Wait { co, anchor, task, shape, unhook, ends_ok: false, pending: Pending::None })
+    (*rt).sched.waits.insert(Wait { co, anchor, task, shape, unhook, ends_ok: false, timed: false, pending: Pending::None })
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -286,6 +315,9 @@ fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 unsafe fn arm(rt: *mut Runtime, id: WaitId, deadline: u64) {
     let s = &mut (*rt).sched;
+    if let Some(w) = s.waits.get_mut(id) {
+        w.timed = true;
+    }
     s.deadlines.push(id.slot(), deadline);
     if s.armed.is_none_or(|a| deadline < a) {
         let now = uv::uv_now((*rt).uv);
@@ -297,14 +329,21 @@ unsafe fn arm(rt: *mut Runtime, id: WaitId, deadline: u64) {
 /// Takes the wait's deadline out of the heap. The timer stays armed for an
 /// earlier deadline (it fires, finds nothing due and re-arms) unless no
 /// deadline is left: an armed timer keeps the loop alive.
+#[inline]
 unsafe fn unarm(rt: *mut Runtime, id: WaitId) {
     let s = &mut (*rt).sched;
+    match s.waits.get_mut(id) {
+        Some(w) if w.timed => w.timed = false,
+        Some(_) => return,
+        None => {}
+    }
     if s.deadlines.remove(id.slot()) && s.deadlines.is_empty() && s.armed.is_some() {
         uv::uv_timer_stop(s.timer);
         s.armed = None;
     }
 }
 
+#[inline]
 unsafe fn queue(rt: *mut Runtime, id: WaitId) {
     let s = &mut (*rt).sched;
     if s.ready.is_empty() {
@@ -333,11 +372,17 @@ unsafe fn end_early(rt: *mut Runtime, id: WaitId, how: Pending) {
 // ---------------------------------------------------------------- ending
 
 /// Takes a wait out of the registry (its id goes stale).
+#[inline]
 unsafe fn take(rt: *mut Runtime, id: WaitId) -> Option<Wait> {
     let s = &mut (*rt).sched;
     let w = s.waits.remove(id)?;
-    unarm(rt, id);
-    let s = &mut (*rt).sched;
+    if w.timed {
+        s.deadlines.remove(id.slot());
+        if s.deadlines.is_empty() && s.armed.is_some() {
+            uv::uv_timer_stop(s.timer);
+            s.armed = None;
+        }
+    }
     if w.task.is_null() {
         if s.bare.get(&(w.co as usize)) == Some(&id) {
             s.bare.remove(&(w.co as usize));
@@ -440,8 +485,11 @@ pub unsafe fn forget(rt: *mut Runtime, id: WaitId) {
     }
 }
 
+#[inline]
 unsafe fn release(rt: *mut Runtime, w: Wait) {
-    ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, w.anchor);
+    if w.anchor != ffi::LUA_NOREF {
+        ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, w.anchor);
+    }
     trace::ref_released();
     if let Pending::Joined(t) = w.pending {
         task::unpin(rt, t);
@@ -480,6 +528,7 @@ enum Values<'a> {
 }
 
 /// Resumes the coroutine of an ended wait.
+#[inline]
 unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) -> bool {
     let co = w.co;
     if ffi::lua_status(co) != ffi::LUA_YIELD {
@@ -496,7 +545,7 @@ unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) -> bool {
     // instead of by the wait's reference (a script that exits from inside
     // the resume leaves no wait behind).
     let aux = (*rt).aux;
-    ffi::lua_rawgeti(aux, ffi::LUA_REGISTRYINDEX, w.anchor as _);
+    let anchored = hold(aux, w.anchor);
     let (task, shape) = (w.task, w.shape);
     release(rt, w);
     trace::check(ffi::lua_gettop(co) == 0, "a parked coroutine has values on its stack");
@@ -505,6 +554,7 @@ unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) -> bool {
         Values::None => 0,
         Values::Cancel => {
             arm_cancel_hook(co);
+            (*rt).sched.hooked = true;
             0
         }
         Values::Push(f) => match protected(rt, f) {
@@ -526,8 +576,22 @@ unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) -> bool {
         task::unpin(rt, t);
     }
     run(rt, co, nargs, task);
-    ffi::lua_settop(aux, -2);
+    if anchored {
+        ffi::lua_settop(aux, -2);
+    }
     pushed
+}
+
+/// Keeps an anchored coroutine alive on the runtime's thread while it runs
+/// (its wait's reference is released before the resume). Returns whether
+/// something was pushed.
+#[inline]
+unsafe fn hold(aux: *mut lua_State, anchor: c_int) -> bool {
+    if anchor == ffi::LUA_NOREF {
+        return false;
+    }
+    ffi::lua_rawgeti(aux, ffi::LUA_REGISTRYINDEX, anchor as _);
+    true
 }
 
 /// Pushes the failure values of a wait of `shape` with `msg`.
@@ -685,7 +749,9 @@ unsafe fn run(rt: *mut Runtime, co: *mut lua_State, nargs: c_int, task: *mut Tas
     let s = &mut (*rt).sched;
     s.depth -= 1;
     s.current = prev;
-    restore_hook(co);
+    if std::mem::take(&mut s.hooked) {
+        restore_hook(co);
+    }
     match status {
         0 if !task.is_null() => task::finished(rt, task, true),
         // Finished, or suspended (in a lunet wait, which anchored it, or in a
@@ -861,6 +927,12 @@ unsafe extern "C" fn on_idle(h: *mut uv::uv_idle_t) {
 unsafe fn serve(rt: *mut Runtime, id: WaitId) {
     let Some(w) = (*rt).sched.waits.get_mut(id) else { return };
     let pending = w.pending;
+    if matches!(pending, Pending::Plain) && w.unhook.is_none() && !(*rt).closing {
+        // `sleep(0)`: the hot path.
+        let w = take(rt, id).unwrap();
+        resume(rt, w, Values::None);
+        return;
+    }
     // A wait that ended as it was registered is unhooked only now.
     if let Some((f, ctx)) = w.unhook.take() {
         f(rt, ctx, id);
@@ -889,7 +961,7 @@ unsafe fn serve(rt: *mut Runtime, id: WaitId) {
             let Some(w) = take(rt, id) else { return };
             let (co, task) = (w.co, w.task);
             let aux = (*rt).aux;
-            ffi::lua_rawgeti(aux, ffi::LUA_REGISTRYINDEX, w.anchor as _);
+            let anchored = hold(aux, w.anchor);
             release(rt, w);
             if !task.is_null() && (*task).cancelled {
                 ffi::lua_settop(co, 0);
@@ -897,7 +969,9 @@ unsafe fn serve(rt: *mut Runtime, id: WaitId) {
             } else {
                 run(rt, co, nargs, task);
             }
-            ffi::lua_settop(aux, -2);
+            if anchored {
+                ffi::lua_settop(aux, -2);
+            }
         }
     }
 }

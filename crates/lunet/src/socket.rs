@@ -301,14 +301,5 @@ lua_fn! {
 /// # Safety
 /// `L` must be valid with the module table on top.
 pub unsafe fn set_metatable(L: *mut lua_State, rt: *mut Runtime) {
-    ffi::luaL_newmetatable(L, stream::META.as_ptr());
-    ffi::lua_pushvalue(L, -2);
-    ffi::lua_setfield(L, -2, c"__index".as_ptr());
-    runtime::push_fn(L, rt, l_gc);
-    ffi::lua_setfield(L, -2, c"__gc".as_ptr());
-    runtime::push_fn(L, rt, l_tostring);
-    ffi::lua_setfield(L, -2, c"__tostring".as_ptr());
-    ffi::lua_pushliteral(L, c"lunet.socket");
-    ffi::lua_setfield(L, -2, c"__metatable".as_ptr());
-    ffi::lua_settop(L, -2);
+    lunet_abi::handle::set_metatable(L, rt.cast(), stream::META, l_gc, l_tostring);
 }

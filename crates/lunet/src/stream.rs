@@ -212,17 +212,10 @@ pub enum Arg {
 /// # Safety
 /// `L` must be valid with free stack slots.
 pub unsafe fn arg(L: *mut lua_State, idx: c_int) -> Arg {
-    let p = ffi::lua_touserdata(L, idx) as *mut *mut Sock;
-    if p.is_null() || ffi::lua_getmetatable(L, idx) == 0 {
-        return Arg::NotSocket;
-    }
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, META.as_ptr());
-    let same = ffi::lua_rawequal(L, -1, -2) != 0;
-    ffi::lua_settop(L, -3);
-    match (same, (*p).is_null()) {
-        (false, _) => Arg::NotSocket,
-        (true, true) => Arg::Dead,
-        (true, false) => Arg::Sock(*p),
+    match handle::get(L, idx, META) {
+        None => Arg::NotSocket,
+        Some(p) if p.is_null() => Arg::Dead,
+        Some(p) => Arg::Sock(p.cast()),
     }
 }
 

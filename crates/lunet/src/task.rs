@@ -34,6 +34,8 @@ pub struct Task {
     pub state: State,
     /// `cancel` was called: every wait of the task raises the cancellation.
     pub cancelled: bool,
+    /// Registry reference of the reason given to `cancel` (returned by `join`).
+    reason: c_int,
     /// The earliest `lunet.deadline` in force (loop time, ms).
     pub deadline: Option<u64>,
     /// The wait the task is in, if any.
@@ -82,6 +84,7 @@ unsafe fn maybe_free(rt: *mut Runtime, t: *mut Task) {
     if (*t).state != State::Live && (*t).handles == 0 {
         let b = Box::from_raw(t);
         ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, b.co_ref);
+        ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, b.reason);
     }
 }
 
@@ -137,7 +140,8 @@ unsafe fn wake_joiners(rt: *mut Runtime, t: *mut Task) {
 }
 
 /// Pushes what `join` returns for an ended task: `true, ...results`,
-/// `false, err`, or `false, "cancelled"`.
+/// `false, err`, or `false, "cancelled"` (plus the reason given to
+/// `cancel`, if any).
 ///
 /// # Safety
 /// `t` has ended; `L` has room (the stack is checked here).
@@ -164,7 +168,11 @@ pub unsafe fn push_outcome(L: *mut lua_State, t: *mut Task) -> c_int {
         State::Cancelled | State::Live => {
             ffi::lua_pushboolean(L, 0);
             push_bytes(L, CANCELLED.as_bytes());
-            2
+            if (*t).reason == ffi::LUA_NOREF {
+                return 2;
+            }
+            ffi::lua_rawgeti(L, ffi::LUA_REGISTRYINDEX, (*t).reason as _);
+            3
         }
     }
 }
@@ -188,6 +196,7 @@ lua_fn! {
             co_ref,
             state: State::Live,
             cancelled: false,
+            reason: ffi::LUA_NOREF,
             deadline: None,
             wait: None,
             joiners: Vec::new(),
@@ -229,12 +238,17 @@ unsafe fn unjoin(_rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
 }
 
 lua_fn! {
-    /// `task:cancel()`: ends the task's current wait with a cancellation
-    /// raised at the wait point; every later wait raises it again.
+    /// `task:cancel([reason])`: ends the task's current wait with a
+    /// cancellation raised at the wait point; every later wait raises it
+    /// again. `join` returns `false, "cancelled", reason`.
     pub fn l_cancel(L) {
         let t = arg(L, 1, "task:cancel")?;
         let rt = runtime::of(L);
         if (*t).state == State::Live && !(*t).cancelled {
+            if ffi::lua_type(L, 2) > ffi::LUA_TNIL {
+                ffi::lua_pushvalue(L, 2);
+                (*t).reason = ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX);
+            }
             (*t).cancelled = true;
             if let Some(id) = (*t).wait {
                 if sched::is_waiting(rt, id) {

@@ -415,17 +415,10 @@ enum Arg {
 
 /// Checks that the value at `idx` is a UDP handle. Never raises.
 unsafe fn arg(L: *mut lua_State, idx: c_int) -> Arg {
-    let p = ffi::lua_touserdata(L, idx) as *mut *mut Udp;
-    if p.is_null() || ffi::lua_getmetatable(L, idx) == 0 {
-        return Arg::NotUdp;
-    }
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, META.as_ptr());
-    let same = ffi::lua_rawequal(L, -1, -2) != 0;
-    ffi::lua_settop(L, -3);
-    match (same, (*p).is_null()) {
-        (false, _) => Arg::NotUdp,
-        (true, true) => Arg::Dead,
-        (true, false) => Arg::Udp(*p),
+    match lunet_abi::handle::get(L, idx, META) {
+        None => Arg::NotUdp,
+        Some(p) if p.is_null() => Arg::Dead,
+        Some(p) => Arg::Udp(p.cast()),
     }
 }
 
@@ -644,16 +637,7 @@ lua_fn! {
 /// # Safety
 /// `L` must be valid with the module table on top.
 pub unsafe fn set_metatable(L: *mut lua_State, rt: *mut Runtime) {
-    ffi::luaL_newmetatable(L, META.as_ptr());
-    ffi::lua_pushvalue(L, -2);
-    ffi::lua_setfield(L, -2, c"__index".as_ptr());
-    runtime::push_fn(L, rt, l_gc);
-    ffi::lua_setfield(L, -2, c"__gc".as_ptr());
-    runtime::push_fn(L, rt, l_tostring);
-    ffi::lua_setfield(L, -2, c"__tostring".as_ptr());
-    ffi::lua_pushliteral(L, c"lunet.udp");
-    ffi::lua_setfield(L, -2, c"__metatable".as_ptr());
-    ffi::lua_settop(L, -2);
+    lunet_abi::handle::set_metatable(L, rt.cast(), META, l_gc, l_tostring);
 }
 
 #[cfg(test)]
