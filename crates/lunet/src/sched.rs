@@ -141,6 +141,12 @@ pub struct Sched {
     hooked: bool,
 }
 
+impl Default for Sched {
+    fn default() -> Self {
+        Sched::new()
+    }
+}
+
 impl Sched {
     pub fn new() -> Sched {
         Sched {
