@@ -1,7 +1,10 @@
 -- Concurrent stress test, run by `make stress` on the tracing (debug) build.
 --
 -- STRESS_WORKERS coroutines (default 50) each perform STRESS_OPS operations
--- (default 100): sleeps of 0 and 1 ms, spawning a child and waiting for it,
+-- (default 100): sleeps of 0 and 1 ms, spawning a child and joining it,
+-- timeouts (lunet.deadline around a sleep and a PostgreSQL statement, a join
+-- with a time limit, a UDP receive with a handle limit) and cancellations (a
+-- sleeping child, a child waiting on pool work),
 -- thread-pool work through the driver ABI, fs.stat(".") and fs.scandir(".")
 -- on libuv's thread pool, a UDP datagram sent and received on a per-worker
 -- socket pair (closed when the worker ends), SQLite, MySQL and PostgreSQL
@@ -73,10 +76,46 @@ local operations = {
   function() lunet.sleep(0); count("sleep(0)") end,
   function() lunet.sleep(1); count("sleep(1)") end,
   function()
-    local done = false
-    lunet.spawn(function() lunet.sleep(0); done = true end)
-    while not done do lunet.sleep(0) end
+    local ok, a, b = lunet.spawn(function(x) lunet.sleep(0); return x, nil end, "child"):join()
+    assert(ok == true and a == "child" and b == nil, "join returned " .. tostring(a))
     count("spawn+join")
+  end,
+  function()
+    local r, err = lunet.deadline(1, lunet.sleep, 50)
+    assert(r == nil and err == "timeout", "deadline around a sleep gave " .. tostring(err))
+    count("deadline")
+  end,
+  function()
+    local child = lunet.spawn(lunet.sleep, 1000)
+    lunet.sleep(0)
+    child:cancel()
+    local ok, err = child:join()
+    assert(ok == false and err == "cancelled", "cancelled child joined with " .. tostring(err))
+    count("cancel")
+  end,
+  function()
+    local child = lunet.spawn(function() lunet.sleep(20); return "late" end)
+    local r, err = child:join(1)
+    assert(r == nil and err == "timeout", "join(1) gave " .. tostring(err))
+    local ok, v = child:join()
+    assert(ok == true and v == "late", "the child did not go on after the join timed out")
+    count("join timeout")
+  end,
+  function()
+    if not has_pool then return count("sleep(0)") end
+    local child = lunet.spawn(testmod.sum, 1000, 0)
+    child:cancel()
+    local ok, err = child:join()
+    assert(ok == false and err == "cancelled", "cancelled pool work joined with " .. tostring(err))
+    count("cancel pool work")
+  end,
+  function(w)
+    local p = udp_pair(w)
+    udp.settimeout(p.to, 1)
+    local data, _, err = p.to:recv()
+    udp.settimeout(p.to, nil)
+    assert(data == nil and err == "timeout", "udp recv with a 1 ms limit gave " .. tostring(err))
+    count("udp timeout")
   end,
   function()
     local ok, err = pcall(function() lunet.sleep(0); error("expected") end)
@@ -160,6 +199,9 @@ local operations = {
     assert(rows[1].v == v + 1 and rows[1].b == "a\0b", "postgres returned the wrong row")
     local none, err = pg_shared:query("SELECT 1 / $1::int", 0)
     assert(none == nil and err:find("division by zero", 1, true), tostring(err))
+    -- A statement whose wait times out: its results are dropped when it ends.
+    none, err = lunet.deadline(2, pg_shared.query, pg_shared, "SELECT pg_sleep(0.05)")
+    assert(none == nil and err == "timeout", "pg statement under a 2 ms deadline gave " .. tostring(err))
     -- A connection of its own, with a transaction rolled back, then closed.
     local own = assert(postgres.open(pg_server))
     assert(own:exec("BEGIN"))

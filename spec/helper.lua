@@ -68,6 +68,28 @@ function M.now_ms()
   return clock() * 1000
 end
 
+--- The number of open file descriptors of this process (plus a constant one
+-- for the listing itself).
+function M.open_fds()
+  local n = 0
+  local p = io.popen("ls /proc/" .. M.pid() .. "/fd")
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
+--- The trace counters' difference (references taken - released); 0 on
+-- release builds.
+function M.trace_balance()
+  local t = lunet._trace()
+  return t.taken - t.released
+end
+
+--- Packs results with their count (nils included).
+function M.pack(...)
+  return { n = select("#", ...), ... }
+end
+
 --- This process's id.
 function M.pid()
   local f = assert(io.open("/proc/self/stat"))
@@ -107,9 +129,13 @@ function M.script(source)
 end
 
 --- Runs Lua `source` with the built launcher; returns exit code, stdout, stderr.
-function M.lunet_run(source, args)
+-- With `limit_s`, the process is killed after that many seconds (exit code
+-- 137), so a script that fails by never ending fails its spec instead of
+-- hanging the run.
+function M.lunet_run(source, args, limit_s)
   local path = M.script(source)
-  local rc, out, err = M.sh(("%s/lunet-run %s %s"):format(M.build, args or "", shquote(path)))
+  local prefix = limit_s and ("timeout -s KILL %d "):format(limit_s) or ""
+  local rc, out, err = M.sh(("%s%s/lunet-run %s %s"):format(prefix, M.build, args or "", shquote(path)))
   os.remove(path)
   return rc, out, err
 end

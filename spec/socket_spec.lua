@@ -31,13 +31,7 @@ local function read_n(conn, n)
   return table.concat(parts)
 end
 
-local function open_fds()
-  local n = 0
-  local p = io.popen("ls /proc/" .. H.pid() .. "/fd")
-  for _ in p:lines() do n = n + 1 end
-  p:close()
-  return n
-end
+local open_fds = H.open_fds
 
 describe("lunet.socket", function()
   it("can be required on its own from plain luajit", function()
