@@ -3,7 +3,7 @@
 local error, pcall, select, type, unpack, tostring = error, pcall, select, type, unpack, tostring
 local huge = math.huge
 
-return function(M)
+return function(M, task)
 local push, pop = M._deadline_push, M._deadline_pop
 local spawn, sleep = M.spawn, M.sleep
 
@@ -22,6 +22,14 @@ function M.deadline(ms, fn, ...)
   end
   local prev = push(ms)
   return finish(prev, pcall(fn, ...))
+end
+
+--- task:join([ms]): returns at once for a task that has ended (from the
+-- main chunk too), else waits (from a coroutine only).
+local ended, outcome, wait = task._ended, task._outcome, task.join
+function task.join(t, ms)
+  if ended(t, ms) then return outcome(t) end
+  return wait(t, ms)
 end
 
 --- lunet.every(ms, fn, ...) -> task: calls fn(...) every ms milliseconds (after

@@ -59,11 +59,13 @@ lua_fn! {
             (c"_pending", runtime::l_pending, Plain),
             (c"_stop", runtime::l_stop, Plain),
         ])?;
-        task::set_metatable(L, rt)?;
-        // The parts written in Lua: deadline, every.
+        task::set_metatable(L, rt)?; // leaves the task methods on the stack
+        // The parts written in Lua: deadline, every, task:join.
         run_chunk(L, CORE_LUA, c"=lunet").map_err(|e| format!("lunet: {e}"))?;
-        ffi::lua_pushvalue(L, -2);
-        ffi::lua_call(L, 1, 0);
+        ffi::lua_pushvalue(L, -3);
+        ffi::lua_pushvalue(L, -3);
+        ffi::lua_call(L, 2, 0);
+        ffi::lua_settop(L, -2);
         Ok(1 as c_int)
     }
 }

@@ -210,7 +210,6 @@ lua_fn! {
             return Err("lunet.run called while the Lua state is closing".into());
         }
         (*rt).running = true;
-        (*rt).sched.stopping = false;
         uv::uv_run((*rt).uv, uv::uv_run_mode_UV_RUN_DEFAULT);
         (*rt).running = false;
         Ok(0)

@@ -127,6 +127,8 @@ pub struct Sched {
     spare: Vec<WaitId>,
     /// The wait of each coroutine that is not a task (tasks keep theirs).
     bare: HashMap<usize, WaitId>,
+    /// Live tasks by coroutine (for a task's coroutine resumed by another).
+    pub tasks: HashMap<usize, *mut Task>,
     /// The task whose coroutine lunet is running right now, if any.
     pub current: *mut Task,
     depth: u32,
@@ -158,6 +160,7 @@ impl Sched {
             ready: Vec::new(),
             spare: Vec::new(),
             bare: HashMap::new(),
+            tasks: HashMap::new(),
             current: std::ptr::null_mut(),
             depth: 0,
             probe: ffi::LUA_NOREF,
@@ -204,8 +207,13 @@ pub unsafe fn init(rt: *mut Runtime) {
 pub unsafe fn park(rt: *mut Runtime, L: *mut lua_State, spec: Spec) -> WaitId {
     let s = &mut (*rt).sched;
     let cur = s.current;
-    let task = if !cur.is_null() && (*cur).co == L { cur } else { std::ptr::null_mut() };
-    let mut deadline = spec.timeout.map(|ms| uv::uv_now((*rt).uv).saturating_add(ms));
+    let task = if !cur.is_null() && (*cur).co == L {
+        cur
+    } else {
+        // A task's coroutine that another coroutine resumed, or not a task.
+        s.tasks.get(&(L as usize)).copied().unwrap_or(std::ptr::null_mut())
+    };
+    let mut deadline = spec.timeout.map(|ms| now(rt).saturating_add(ms));
     let mut pending = Pending::None;
     if !task.is_null() {
         if (*task).cancelled {
@@ -275,7 +283,7 @@ pub unsafe fn park_sleep(rt: *mut Runtime, L: *mut lua_State, ms: u64) {
         queue(rt, id);
         return;
     }
-    let own = uv::uv_now((*rt).uv).saturating_add(ms);
+    let own = now(rt).saturating_add(ms);
     let task_deadline = if w.task.is_null() { None } else { (*w.task).deadline };
     if task_deadline.is_none_or(|d| own <= d) {
         w.ends_ok = true;
@@ -309,6 +317,17 @@ unsafe fn insert(
     };
     trace::ref_taken();
     (*rt).sched.waits.insert(Wait { co, anchor, task, shape, unhook, ends_ok: false, timed: false, pending: Pending::None })
+}
+
+/// The loop's clock for a new time limit. While the loop runs, libuv's
+/// cached time (updated every iteration, as for its own timers); outside it
+/// (the main chunk, before `lunet.run`) the cache may be stale by however long
+/// the script has been busy, so it is refreshed first.
+pub unsafe fn now(rt: *mut Runtime) -> u64 {
+    if !(*rt).running {
+        uv::uv_update_time((*rt).uv);
+    }
+    uv::uv_now((*rt).uv)
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -914,6 +933,9 @@ unsafe extern "C" fn on_timer(h: *mut uv::uv_timer_t) {
 unsafe extern "C" fn on_idle(h: *mut uv::uv_idle_t) {
     let rt = (*h).data as *mut Runtime;
     let s = &mut (*rt).sched;
+    // A `lunet.stop()` made before this batch ends the loop after it (one
+    // made while it runs queues its cancellations for the next batch).
+    let stop_after = std::mem::take(&mut s.stopping);
     // Serve what was queued before this iteration; what is queued while
     // serving waits for the next one.
     let mut batch = std::mem::replace(&mut s.ready, std::mem::take(&mut s.spare));
@@ -925,8 +947,10 @@ unsafe extern "C" fn on_idle(h: *mut uv::uv_idle_t) {
     if s.ready.is_empty() {
         uv::uv_idle_stop(s.idle);
     }
-    if s.stopping {
+    if stop_after {
         uv::uv_stop((*rt).uv);
+    } else if s.stopping {
+        uv::uv_idle_start(s.idle, Some(on_idle));
     }
 }
 
@@ -1000,10 +1024,10 @@ pub unsafe fn stop(rt: *mut Runtime) {
             end_early(rt, id, Pending::Cancel);
         }
     }
+    // The loop stops after the next batch of the ready list, which holds
+    // these cancellations (and runs even if it is empty).
     let s = &mut (*rt).sched;
-    if s.ready.is_empty() {
-        uv::uv_stop((*rt).uv);
-    }
+    uv::uv_idle_start(s.idle, Some(on_idle));
 }
 
 /// Shutdown: releases every wait without resuming it (unhooking each from

@@ -98,6 +98,7 @@ pub unsafe fn finished(rt: *mut Runtime, t: *mut Task, ok: bool) {
     // the task's last handle: keep it until the end.
     pin(t);
     let co = (*t).co;
+    (*rt).sched.tasks.remove(&(co as usize));
     (*t).wait = None;
     if ok {
         (*t).state = State::Done;
@@ -127,6 +128,7 @@ pub unsafe fn finished(rt: *mut Runtime, t: *mut Task, ok: bool) {
 /// # Safety
 /// Loop thread.
 pub unsafe fn cancelled_before_start(rt: *mut Runtime, t: *mut Task) {
+    (*rt).sched.tasks.remove(&((*t).co as usize));
     (*t).state = State::Cancelled;
     (*t).wait = None;
     wake_joiners(rt, t);
@@ -204,6 +206,7 @@ lua_fn! {
             nres: 0,
         }));
         push(L, rt, t);
+        (*rt).sched.tasks.insert(co as usize, t);
         ffi::lua_checkstack(co, n + 1);
         for i in 1..=n {
             ffi::lua_pushvalue(L, i);
@@ -215,7 +218,30 @@ lua_fn! {
 }
 
 lua_fn! {
-    /// `task:join([ms])` -> `true, ...` | `false, err` | `nil, "timeout"`
+    /// `task:_ended([ms])` -> whether the task has ended (checks the
+    /// arguments of `join`, whose Lua side returns `_outcome` at once then).
+    pub fn l_ended(L) {
+        let t = arg(L, 1, "task:join")?;
+        opt_ms(L, 2, "task:join")?;
+        ffi::lua_pushboolean(L, ((*t).state != State::Live) as c_int);
+        Ok(1)
+    }
+}
+
+lua_fn! {
+    /// `task:_outcome()` -> what `join` returns for an ended task.
+    pub fn l_outcome(L) {
+        let t = arg(L, 1, "task:join")?;
+        if (*t).state == State::Live {
+            return Err("task:join: the task has not ended".into());
+        }
+        Ok(push_outcome(L, t))
+    }
+}
+
+lua_fn! {
+    /// `task:_wait([ms])`: the waiting half of `task:join([ms])` ->
+    /// `true, ...` | `false, err` | `nil, "timeout"`
     pub fn l_join(L) {
         let t = arg(L, 1, "task:join")?;
         let ms = opt_ms(L, 2, "task:join")?;
@@ -329,7 +355,7 @@ lua_fn! {
             return Err("lunet.deadline must be called from a task".into());
         }
         let prev = (*cur).deadline;
-        let d = libuv_sys2::uv_now((*rt).uv).saturating_add(ms);
+        let d = sched::now(rt).saturating_add(ms);
         (*cur).deadline = Some(prev.map_or(d, |p| p.min(d)));
         match prev {
             Some(p) => ffi::lua_pushnumber(L, p as f64),
@@ -405,18 +431,21 @@ lua_fn! {
     }
 }
 
-/// Creates the task metatable (methods `join`, `cancel`, `status`).
+/// Creates the task metatable and leaves its methods table on the stack
+/// (`cancel`, `status`, and the parts of `join`, which the Lua side of the
+/// module completes).
 ///
 /// # Safety
 /// `L` valid.
 pub unsafe fn set_metatable(L: *mut lua_State, rt: *mut Runtime) -> Result<(), Raise> {
     runtime::new_module(L, rt, "task", &[
-        (c"join", l_join, runtime::Kind::Yields),
+        (c"_ended", l_ended, runtime::Kind::Plain),
+        (c"_outcome", l_outcome, runtime::Kind::Plain),
+        (c"join", l_join, runtime::Kind::Yields), // the Lua side wraps it
         (c"cancel", l_cancel, runtime::Kind::Plain),
         (c"status", l_status, runtime::Kind::Plain),
     ])?;
     handle::set_metatable(L, rt.cast(), META, l_gc, l_tostring);
-    ffi::lua_settop(L, -2);
     ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, META.as_ptr());
     runtime::push_fn(L, rt, l_eq);
     ffi::lua_setfield(L, -2, c"__eq".as_ptr());
