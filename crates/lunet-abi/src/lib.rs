@@ -119,21 +119,22 @@ pub unsafe fn fetch(L: *mut lua_State) -> Result<&'static LunetAbi, FetchError> 
 /// through. Loading it yields a function `guard(name, raw)` that returns a Lua
 /// function which raises `<name> must be called from coroutine` on the main
 /// thread, `<name> called in non-yieldable context` where a yield is impossible,
-/// and otherwise tail-calls `raw` (a C function that may `lua_yield`).
+/// and otherwise calls `raw` (a C function that may `lua_yield`) and returns
+/// its results.
 ///
-/// A cancellation is raised at the first instruction the coroutine runs after
-/// its wait, which is in the function that made the waiting call: a `pcall`
-/// around code that waits catches it, but `pcall(lunet.sleep, ms)` (the wait
-/// function itself handed to pcall) does not, because pcall has returned by
-/// then. Keeping the guard's frame (a non-tail call) would catch that form
-/// too, at the price of a vararg call per wait (about a fifth of a `sleep(0)`
-/// round trip), so the tail call stays.
+/// The call is deliberately not a tail call: the guard's frame stays on the
+/// stack while `raw` waits, so that a cancellation, raised at the first
+/// instruction the coroutine runs after its wait, is raised inside the guard,
+/// that is inside whatever `pcall` wrapped the waiting call, in any form
+/// (`pcall(lunet.sleep, ms)`, `pcall(function() return conn:read() end)`).
+/// It costs a vararg call per wait (about 100 VM instructions).
 ///
 /// The check has to happen in Lua: the LuaJIT C API offers no portable way to
 /// ask whether the calling coroutine can yield, and registering a wait before a
 /// failed yield would later resume a coroutine that is not waiting.
 pub const GUARD_LUA: &str = r#"
 local isyieldable, running, error = coroutine.isyieldable, coroutine.running, error
+local function pass(...) return ... end
 return function(name, raw)
   local outside = name .. " must be called from coroutine"
   local blocked = name .. " called in non-yieldable context"
@@ -142,7 +143,7 @@ return function(name, raw)
       if running() == nil then error(outside, 2) end
       error(blocked, 2)
     end
-    return raw(...)
+    return pass(raw(...))
   end
 end
 "#;

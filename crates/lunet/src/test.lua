@@ -14,10 +14,10 @@ local function outcome(ok, ...)
   return ok, select("#", ...), { ... }
 end
 
--- The test body's own error is caught in its task (with a traceback), so it
--- is re-raised in the caller and not also reported as a coroutine error.
+-- The test body's own error is caught in its task, so it is re-raised in
+-- the caller (unchanged) and not also reported as a coroutine error.
 local function body(fn, ...)
-  return outcome(xpcall(fn, debug.traceback, ...))
+  return outcome(pcall(fn, ...))
 end
 
 function M.run(fn, timeout_ms, ...)
