@@ -25,12 +25,16 @@ function M.deadline(ms, fn, ...)
 end
 
 --- task:join([ms]): returns at once for a task that has ended (from the
--- main chunk too), else waits (from a coroutine only).
-local ended, outcome, wait = task._ended, task._outcome, task.join
-function task.join(t, ms)
-  if ended(t, ms) then return outcome(t) end
-  return wait(t, ms)
-end
+-- main chunk too), else waits (from a coroutine only: `wait` is the
+-- yield-guarded C function). It decides whether to wait, as the yield
+-- guards do, and carries their chunk name (tools recognise waiting calls by it).
+task.join = assert(loadstring([[
+  local ended, outcome, wait = ...
+  return function(t, ms)
+    if ended(t, ms) then return outcome(t) end
+    return wait(t, ms)
+  end
+]], "=lunet.guard"))(task._ended, task._outcome, task.join)
 
 --- lunet.every(ms, fn, ...) -> task: calls fn(...) every ms milliseconds (after
 -- each wait of ms) until the task is cancelled or fn raises.
