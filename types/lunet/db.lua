@@ -7,6 +7,13 @@
 --- Statements on one connection run one at a time, even when many coroutines
 --- share it; separate connections run in parallel.
 ---
+--- Statements honour `lunet.deadline` and cancellation: when the wait ends
+--- early the call returns `nil, "timeout"` (or raises `"cancelled"`) at once;
+--- a statement still queued for its connection then never runs, and a
+--- running one is interrupted (SQLite `sqlite3_interrupt`, MySQL `KILL
+--- QUERY` over a side connection, PostgreSQL a cancel request), its result
+--- dropped. The connection stays usable for the next statement.
+---
 --- SQL errors come back as `nil` and the database's own full message. Wrong
 --- argument types raise, and so does a connection of another driver (or any
 --- other value) where a connection is expected. Every function is also a
@@ -86,7 +93,8 @@ function Driver.exec_params(conn, sql, ...) end
 function Driver.escape(conn_or_s, s) end
 
 --- Closes a connection. Returns at once, even while a statement runs on it:
---- the connection is closed on the thread pool when that statement is done.
+--- that statement is interrupted (it returns `nil, err`) and the connection
+--- is closed on the thread pool once it has stopped.
 --- Closing again does nothing; later statements on it return
 --- `nil, "connection is closed"`. A connection the program drops without
 --- closing is closed when it is collected. Raises if `conn` is not a

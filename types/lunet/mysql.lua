@@ -17,7 +17,11 @@
 --- reconnected: the statement that notices gets the library's message and
 --- every later call `nil, "connection is broken: <message>"`. Empty SQL
 --- returns `nil, "Query was empty"`, as blank SQL does. `LOAD DATA LOCAL
---- INFILE` is refused: no file of the client's is ever uploaded.
+--- INFILE` is refused: no file of the client's is ever uploaded. A statement
+--- whose wait times out or is cancelled, or that runs while its connection is
+--- closed, is stopped with `KILL QUERY` over a short side connection (same
+--- host, port, socket, user, password); it fails with `"Query execution was
+--- interrupted"` and the connection stays usable.
 ---@class lunet.mysql: lunet.db.Driver
 local mysql = {}
 

@@ -15,7 +15,10 @@
 --- is an integer (`INSERT ... RETURNING id`). Statements waiting on one
 --- connection are pipelined. A lost connection is never reconnected: every
 --- later call returns `nil, "connection is broken: <message>"`. `close`
---- cancels a running statement.
+--- cancels a running statement, and so does a statement's wait that times
+--- out or is cancelled (a cancel request; the statement fails with
+--- `"canceling statement due to user request"` and the connection stays
+--- usable; inside a transaction, the transaction is aborted).
 ---@class lunet.postgres: lunet.db.Driver
 local postgres = {}
 

@@ -8,7 +8,10 @@
 --- exact up to 2^53; `exec` without parameters runs every statement of a
 --- script, `CREATE TRIGGER ... BEGIN ... END;` included, and its
 --- `affected_rows` counts the rows the statements changed directly (not those
---- changed by triggers); `escape` doubles every `'`.
+--- changed by triggers); `escape` doubles every `'`. A statement whose wait
+--- times out or is cancelled, or that runs while its connection is closed, is
+--- stopped with `sqlite3_interrupt` (it fails with `"interrupted"`); the
+--- connection stays usable.
 ---@class lunet.sqlite3: lunet.db.Driver
 local sqlite3 = {}
 

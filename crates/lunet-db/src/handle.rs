@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lunet_abi::ffi::{self, lua_State};
@@ -27,6 +27,55 @@ pub(crate) struct Shared<D: Driver> {
     /// Set by `close` (or the finaliser): statements still queued then
     /// fail with "connection is closed" instead of running.
     pub closing: AtomicBool,
+    /// The statement the connection is running right now (see [`Running`]).
+    pub running: Running,
+}
+
+/// Which statement a connection is running, so that an interrupt meant for
+/// one statement is only ever sent while that statement is still the one
+/// running.
+///
+/// The id is a job's id (never 0), set by the thread holding the connection
+/// right before it starts a statement (for a pipeline: before it waits for
+/// that statement's results) and reset to 0 when it is done. Every change
+/// takes `lock`; an interrupt takes it too and holds it while it is sent
+/// ([`Running::while_running`]), so the mark cannot move on to the next
+/// statement until the interrupt has reached the library or the server.
+pub(crate) struct Running {
+    id: AtomicU64,
+    lock: Mutex<()>,
+}
+
+impl Running {
+    fn new() -> Running {
+        Running { id: AtomicU64::new(0), lock: Mutex::new(()) }
+    }
+
+    /// Marks `id` (0: none) as the statement running now. Waits while an
+    /// interrupt for the previous one is being sent.
+    pub fn set(&self, id: u64) {
+        let _g = self.lock.lock();
+        self.id.store(id, Ordering::SeqCst);
+    }
+
+    /// The statement marked as running (0: none; a hint: it may change at once).
+    pub fn current(&self) -> u64 {
+        self.id.load(Ordering::SeqCst)
+    }
+
+    /// Whether `id` is marked as running (a hint: it may change at once).
+    pub fn is(&self, id: u64) -> bool {
+        self.id.load(Ordering::SeqCst) == id
+    }
+
+    /// Runs `f` if `id` is the statement running, keeping the mark from
+    /// moving until `f` returns.
+    pub fn while_running(&self, id: u64, f: impl FnOnce()) {
+        let _g = self.lock.lock();
+        if self.is(id) {
+            f();
+        }
+    }
 }
 
 impl<D: Driver> Shared<D> {
@@ -37,6 +86,7 @@ impl<D: Driver> Shared<D> {
             pending: Mutex::new(VecDeque::new()),
             info,
             closing: AtomicBool::new(false),
+            running: Running::new(),
         })
     }
 

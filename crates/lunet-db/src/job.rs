@@ -1,9 +1,36 @@
 //! The pool job: one open, statement or close, run on libuv's thread pool
 //! through the core's ABI table, its outcome pushed on the loop thread.
+//!
+//! Abandoned jobs. The wait for a job honours the task's deadline and
+//! cancellation (the core's `queue_work_interruptible`). When it ends
+//! early, the core calls [`interrupt`] on the loop thread, which must not
+//! block. It marks the job abandoned (its `Waiter`), then:
+//!
+//! - a statement still in its connection's queue is taken out of it and
+//!   completed as abandoned: it never runs, and the statements behind it
+//!   move up; its own pool work returns as soon as it starts (or at once,
+//!   if it was parked waiting);
+//! - a statement taken from the queue but not started yet is skipped by
+//!   the thread that runs it (`Statement::begin`, `run_queued`);
+//! - a statement running is interrupted with `Driver::interrupt`, sent
+//!   only while that statement is still marked as the connection's running
+//!   one (`Shared::running`); the mark cannot move on to the next
+//!   statement while the interrupt is being sent, so the only window where
+//!   a later statement could be hit is the server's or library's own: the
+//!   interrupt lands after the statement ended on the server but before
+//!   the driver saw it end (libpq's cancel and `KILL QUERY` are then
+//!   ignored by the idle session; SQLite clears its flag when the next
+//!   statement starts). Blocking interrupts (a cancel request, a side
+//!   connection) run as fire-and-forget pool work holding `Arc`s only,
+//!   never the job; quick ones (`Driver::INTERRUPT_IS_QUICK`) run in the
+//!   hook.
+//!
+//! Whatever happens, the job's outcome is dropped by `after(NULL, data)`
+//! when its work ends: nothing leaks, nothing is resumed twice.
 
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
 
@@ -32,6 +59,8 @@ enum Outcome<D: Driver> {
     Rows(Rows),
     Exec(Exec),
     Failed(String),
+    /// Not run: its caller stopped waiting before it started.
+    Abandoned,
 }
 
 pub(crate) struct Job<D: Driver> {
@@ -46,7 +75,12 @@ pub(crate) struct Job<D: Driver> {
     /// Whether the job has been put in its connection's queue. Only read
     /// and written with that queue's lock held.
     queued: bool,
+    /// Unique (never 0): names the statement in its connection's running mark.
+    id: u64,
 }
+
+/// Source of job ids.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// How the thread that runs a job tells the pool thread that owns it.
 /// Shared through an `Arc` so the runner never touches the job itself after
@@ -56,6 +90,9 @@ pub(crate) struct Waiter {
     done: AtomicBool,
     /// The pool thread waiting for the job, once its work has started.
     thread: Mutex<Option<Thread>>,
+    /// Set (SeqCst) on the loop thread when the coroutine stopped waiting
+    /// for the job (timeout, cancellation): do not start it.
+    abandoned: AtomicBool,
 }
 
 impl Waiter {
@@ -80,8 +117,10 @@ impl<D: Driver> Job<D> {
             Op::Query { shared, .. } | Op::Exec { shared, .. } | Op::Close(shared) => Some(shared.clone()),
             Op::Open(_) => None,
         };
-        let waiter = Arc::new(Waiter { done: AtomicBool::new(false), thread: Mutex::new(None) });
-        Box::new(Job { abi, op, out: Outcome::Pending, target, waiter, queued: false })
+        let waiter =
+            Arc::new(Waiter { done: AtomicBool::new(false), thread: Mutex::new(None), abandoned: AtomicBool::new(false) });
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Box::new(Job { abi, op, out: Outcome::Pending, target, waiter, queued: false, id })
     }
 }
 
@@ -120,14 +159,29 @@ unsafe fn complete<D: Driver>(p: *mut Job<D>, out: Outcome<D>) {
 }
 
 /// Runs the job behind `p` with the connection held, catching panics, and
-/// completes it.
+/// completes it. A statement is marked as the connection's running one
+/// while it runs, and skipped if it was abandoned.
 ///
 /// # Safety
 /// As for [`complete`].
-unsafe fn run_queued<D: Driver>(conn: &mut Option<D::Conn>, p: *mut Job<D>) {
+unsafe fn run_queued<D: Driver>(shared: &Shared<D>, conn: &mut Option<D::Conn>, p: *mut Job<D>) {
+    let statement = is_statement(p);
+    if statement {
+        shared.running.set((*p).id);
+        // After the mark (both SeqCst): either this sees the abandonment or
+        // the interrupt hook sees the mark.
+        let waiter: &Waiter = &(*p).waiter;
+        if waiter.abandoned.load(Ordering::SeqCst) {
+            shared.running.set(0);
+            return complete(p, Outcome::Abandoned);
+        }
+    }
     let op = &mut (*p).op;
     let out = catch_unwind(AssertUnwindSafe(|| execute::<D>(conn, op)))
         .unwrap_or_else(|e| Outcome::Failed(format!("{} internal error: {}", D::NAME, panic_text(e))));
+    if statement {
+        shared.running.set(0);
+    }
     complete(p, out);
 }
 
@@ -138,8 +192,12 @@ unsafe fn statement_of<'a, D: Driver>(p: *mut Job<D>) -> Option<Statement<'a>> {
         Op::Exec { sql, params, .. } => Statement::new(StatementKind::Exec, sql, params),
         _ => return None,
     };
+    let abandoned = &(*Arc::as_ptr(&(*p).waiter)).abandoned;
     Some(match &(*p).target {
-        Some(shared) => st.with_closing(&(*Arc::as_ptr(shared)).closing),
+        Some(shared) => {
+            let shared = &*Arc::as_ptr(shared);
+            st.with_closing(&shared.closing).with_job(abandoned, &shared.running, (*p).id)
+        }
         None => st,
     })
 }
@@ -149,23 +207,25 @@ unsafe fn statement_of<'a, D: Driver>(p: *mut Job<D>) -> Option<Statement<'a>> {
 ///
 /// # Safety
 /// As for [`complete`], for every job in `jobs`.
-unsafe fn run_batch<D: Driver>(conn: &mut Option<D::Conn>, jobs: &[*mut Job<D>]) {
+unsafe fn run_batch<D: Driver>(shared: &Shared<D>, conn: &mut Option<D::Conn>, jobs: &[*mut Job<D>]) {
     let stmts: Option<Vec<Statement<'_>>> = jobs.iter().map(|&p| statement_of(p)).collect();
     let (Some(c), Some(mut stmts)) = (conn.as_mut(), stmts) else {
         for &p in jobs {
-            run_queued(conn, p);
+            run_queued(shared, conn, p);
         }
         return;
     };
     let why = catch_unwind(AssertUnwindSafe(|| D::batch(c, &mut stmts)))
         .err()
         .map(|e| format!("{} internal error: {}", D::NAME, panic_text(e)));
+    shared.running.set(0);
     let outs: Vec<Outcome<D>> = stmts
         .into_iter()
         .map(|s| match s.outcome {
             Some(Ok(Output::Rows(rows))) => Outcome::Rows(rows),
             Some(Ok(Output::Exec(e))) => Outcome::Exec(e),
             Some(Err(e)) => Outcome::Failed(e),
+            None if s.abandoned() => Outcome::Abandoned,
             None if why.is_none() && s.closing() => Outcome::Failed(CLOSED.into()),
             None => Outcome::Failed(
                 why.clone().unwrap_or_else(|| format!("{} internal error: statement was not run", D::NAME)),
@@ -278,8 +338,8 @@ unsafe fn serve<D: Driver>(shared: &Shared<D>, mine: &Waiter) {
             } else {
                 match jobs.len() {
                     0 => break,
-                    1 => run_queued::<D>(&mut conn, jobs[0]),
-                    _ => run_batch::<D>(&mut conn, &jobs),
+                    1 => run_queued::<D>(shared, &mut conn, jobs[0]),
+                    _ => run_batch::<D>(shared, &mut conn, &jobs),
                 }
             }
             if own_done {
@@ -324,10 +384,13 @@ pub(crate) fn kick<D: Driver>(shared: &Shared<D>) {
 /// Runs on a pool thread.
 unsafe fn run<D: Driver>(job: *mut Job<D>) {
     if let Some(shared) = (*job).target.clone() {
-        if matches!((*job).op, Op::Close(_)) && shared.conn.is_locked() {
+        let running = shared.running.current();
+        if matches!((*job).op, Op::Close(_)) && running != 0 {
             // A statement is running: ask the server to stop it rather than
             // wait for it (the closing flag keeps the queued ones from starting).
-            let _ = catch_unwind(AssertUnwindSafe(|| D::interrupt(&shared.info)));
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                shared.running.while_running(running, || D::interrupt(&shared.info))
+            }));
         }
         // From here on another thread may run this job: no references into it.
         return run_serialised(&shared, job);
@@ -357,7 +420,7 @@ pub(crate) unsafe fn submit<D: Driver>(co: *mut lua_State, job: Box<Job<D>>) -> 
     let abi = job.abi;
     let target = job.target.clone();
     let data = Box::into_raw(job);
-    let rc = (abi.queue_work)(abi.ctx, co, data.cast(), work::<D>, after::<D>);
+    let rc = (abi.queue_work_interruptible)(abi.ctx, co, data.cast(), work::<D>, after::<D>, Some(interrupt::<D>));
     if rc != 0 {
         return Err(Box::from_raw(data));
     }
@@ -384,6 +447,72 @@ pub(crate) unsafe fn close_in_background<D: Driver>(abi: &'static LunetAbi, shar
             .name(format!("lunet-{}-close", D::NAME))
             .spawn(move || shared.close_now());
     }
+}
+
+/// `InterruptFn`: on the loop thread, when the coroutine waiting for the
+/// job behind `data` stopped waiting before the job finished (see the
+/// module's documentation). Must not block; the job is alive (`after` has
+/// not run yet) and may be running on another thread: only its immutable
+/// fields (`target`, `waiter`, `id`, `abi`) are read, and it is completed
+/// here only while it is still in its connection's queue (nobody runs it).
+unsafe extern "C" fn interrupt<D: Driver>(data: *mut c_void) {
+    let job = data as *mut Job<D>;
+    let waiter = (*job).waiter.clone();
+    waiter.abandoned.store(true, Ordering::SeqCst);
+    // An open has nothing to interrupt: `after` closes a connection nobody takes.
+    let Some(shared) = (*job).target.clone() else { return };
+    let id = (*job).id;
+    let in_queue = {
+        let mut q = shared.pending.lock();
+        match q.iter().position(|p| p.0 == job) {
+            Some(i) => {
+                q.remove(i);
+                true
+            }
+            None => false,
+        }
+    };
+    if in_queue {
+        complete(job, Outcome::Abandoned);
+        // It may have been the head the last lock holder handed over to.
+        kick(&shared);
+        return;
+    }
+    // Taken by a thread: if not started, it sees `abandoned` and skips it.
+    if waiter.is_done() || !shared.running.is(id) {
+        return;
+    }
+    if D::INTERRUPT_IS_QUICK {
+        let _ = catch_unwind(AssertUnwindSafe(|| shared.running.while_running(id, || D::interrupt(&shared.info))));
+        return;
+    }
+    let abi = (*job).abi;
+    let order = Box::into_raw(Box::new(Interrupt { shared, id }));
+    let rc = (abi.queue_work)(abi.ctx, std::ptr::null_mut(), order.cast(), interrupt_work::<D>, interrupt_after::<D>);
+    if rc != 0 {
+        // Shutting down: the connections are closed (and interrupted) anyway.
+        drop(Box::from_raw(order));
+    }
+}
+
+/// An interrupt sent from a pool thread: holds the connection, never the job.
+struct Interrupt<D: Driver> {
+    shared: Arc<Shared<D>>,
+    id: u64,
+}
+
+/// `WorkFn` of an [`Interrupt`]: interrupts statement `id` if it still runs.
+unsafe extern "C" fn interrupt_work<D: Driver>(data: *mut c_void) {
+    let order = &*(data as *const Interrupt<D>);
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        order.shared.running.while_running(order.id, || D::interrupt(&order.shared.info))
+    }));
+}
+
+/// `AfterFn` of an [`Interrupt`] (never with a coroutine): frees it.
+unsafe extern "C-unwind" fn interrupt_after<D: Driver>(_: *mut lua_State, data: *mut c_void) -> c_int {
+    drop(Box::from_raw(data as *mut Interrupt<D>));
+    0
 }
 
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
@@ -429,6 +558,8 @@ unsafe extern "C-unwind" fn after<D: Driver>(co: *mut lua_State, data: *mut c_vo
             1
         }
         Outcome::Failed(msg) => push_fail(co, msg),
+        // The core never resumes a wait that ended (it passes no coroutine).
+        Outcome::Abandoned => push_fail(co, &format!("{} internal error: abandoned statement resumed", D::NAME)),
         Outcome::Pending => push_fail(co, &format!("{} internal error: job did not run", D::NAME)),
     }
 }
@@ -482,6 +613,9 @@ mod tests {
         fn batch(conn: &mut MockConn, batch: &mut [Statement<'_>]) {
             LARGEST_BATCH.fetch_max(batch.len(), Ordering::SeqCst);
             for s in batch.iter_mut() {
+                if !s.begin() {
+                    continue;
+                }
                 let run = catch_unwind(AssertUnwindSafe(|| s.run_alone::<Mock>(conn)));
                 s.outcome = Some(run.unwrap_or_else(|e| Err(format!("mock internal error: {}", panic_text(e)))));
             }
@@ -643,5 +777,53 @@ mod tests {
         assert_eq!(outcome(&job), Err(CLOSED.to_string()));
         run(Op::Close(shared.clone())); // twice is harmless
         assert!(shared.conn.lock().is_none() && shared.pending.lock().is_empty());
+    }
+
+    #[test]
+    fn abandoned_statements_never_run_and_the_queue_moves_on() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let shared = Shared::<Mock>::new(MockConn { inside: Arc::new(AtomicBool::new(false)), ran: ran.clone() }, ());
+        let abi = abi();
+        let jobs: Vec<*mut Job<Mock>> = (0..5)
+            .map(|_| {
+                let p = Box::into_raw(Job::<Mock>::new(abi, Op::Query { shared: shared.clone(), sql: b"ok".to_vec(), params: vec![] }));
+                unsafe { enqueue(&shared, p) };
+                p
+            })
+            .collect();
+        // The hook, as the core calls it when a queued statement's wait ends:
+        // out of the queue at once, done, never run.
+        unsafe { interrupt::<Mock>(jobs[1].cast()) };
+        assert!(unsafe { (*jobs[1]).waiter.is_done() });
+        assert_eq!(shared.pending.lock().len(), 4);
+        // Abandoned after a runner took it (flag only): skipped when its turn
+        // comes in the batch (2). Job 4, marked after job 0's work served the
+        // queue, has already run: its outcome stands.
+        unsafe {
+            let w: &Waiter = &(*jobs[2]).waiter;
+            w.abandoned.store(true, Ordering::SeqCst);
+        }
+        unsafe { work::<Mock>(jobs[0].cast()) };
+        unsafe {
+            let w: &Waiter = &(*jobs[4]).waiter;
+            w.abandoned.store(true, Ordering::SeqCst);
+        }
+        for &p in &jobs[1..] {
+            unsafe { work::<Mock>(p.cast()) };
+        }
+        let abandoned: Vec<bool> = jobs
+            .into_iter()
+            .map(|p| {
+                let job = unsafe { Box::from_raw(p) };
+                assert!(job.waiter.is_done());
+                matches!(job.out, Outcome::Abandoned)
+            })
+            .collect();
+        assert_eq!(abandoned[1..3], [true, true]);
+        assert!(!abandoned[0]);
+        assert_eq!(ran.load(Ordering::SeqCst), 5 - abandoned.iter().filter(|&&a| a).count());
+        assert!(ran.load(Ordering::SeqCst) >= 2);
+        assert!(shared.pending.lock().is_empty());
+        assert!(shared.running.is(0));
     }
 }

@@ -14,7 +14,9 @@
 //! - the pool job: every open, statement and close runs on libuv's thread pool
 //!   through the core's ABI table (drivers never link libuv) while the calling
 //!   coroutine yields; statements on one connection are serialised by a
-//!   per-connection mutex, different connections run in parallel;
+//!   per-connection mutex, different connections run in parallel; a
+//!   statement whose wait ends early (timeout, cancellation) is dropped
+//!   from its connection's queue or interrupted ([`Driver::interrupt`]);
 //! - Lua arguments to bound parameters ([`Param`]) on the loop thread, and
 //!   result rows ([`Rows`]) back to Lua tables on the loop thread.
 //!
@@ -87,12 +89,19 @@ pub trait Driver: Sized + 'static {
     /// as if it had been run alone, in that order. Once a statement's
     /// `closing()` is true the script has closed the connection: statements
     /// not yet started are left without an outcome (they report "connection
-    /// is closed"). The default runs them one by one, each with its own
+    /// is closed"). Call each statement's [`Statement::begin`] right before
+    /// starting it and skip it (no outcome) when that returns false: its
+    /// caller stopped waiting for it. An interrupt for one statement must
+    /// not make the others fail (run them as separate transactions, as when
+    /// run alone). The default runs them one by one, each with its own
     /// panic guard.
     fn batch(conn: &mut Self::Conn, batch: &mut [Statement<'_>]) {
         for s in batch.iter_mut() {
             if s.closing() {
                 break;
+            }
+            if !s.begin() {
+                continue; // abandoned: never started
             }
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run_alone::<Self>(conn)));
             s.outcome = Some(run.unwrap_or_else(|p| {
@@ -106,16 +115,36 @@ pub trait Driver: Sized + 'static {
         }
     }
 
-    /// Asks the server to stop the statement running on a connection right
-    /// now (libpq's cancel request, for instance), from another thread and
-    /// without the connection's lock: only `info` is available. Called on a
-    /// pool thread when the connection is closed while a statement runs on
-    /// it, so that the close does not wait for a long statement to finish.
-    /// May block briefly. The default does nothing: the statement runs to
-    /// its end, then the connection closes.
+    /// Asks the server or library to stop the statement running on a
+    /// connection right now (libpq's cancel request, MySQL's `KILL QUERY`,
+    /// `sqlite3_interrupt`), from another thread and without the
+    /// connection's lock: only `info` is available. Called
+    ///
+    /// - when the coroutine waiting for a statement stops waiting (its wait
+    ///   timed out or its task was cancelled) while the statement runs; the
+    ///   call is made only while that statement is still the one running
+    ///   on the connection, and the connection does not start its next
+    ///   statement until the call returned;
+    /// - when the connection is closed while a statement runs on it, so
+    ///   that the close does not wait for a long statement to finish.
+    ///
+    /// It runs on a pool thread and may block briefly, unless
+    /// [`Driver::INTERRUPT_IS_QUICK`]. The interrupted statement must fail
+    /// and leave the connection usable, or mark the connection broken (its
+    /// later statements then fail with a clear message). If the statement
+    /// has just ended, the interrupt must not affect the next one (libpq's
+    /// cancel and `KILL QUERY` are ignored by an idle server session;
+    /// SQLite clears the flag when the next statement starts). The default
+    /// does nothing: the statement runs to its end.
     fn interrupt(info: &Self::Info) {
         let _ = info;
     }
+
+    /// Whether [`Driver::interrupt`] never blocks (it only sets a flag, as
+    /// `sqlite3_interrupt` does): it is then called on the loop thread as
+    /// soon as the wait ends, instead of on a pool thread, which could be
+    /// busy (every pool thread waiting for a statement).
+    const INTERRUPT_IS_QUICK: bool = false;
 
     /// Closes a connection (the default drops it). May block: it runs on the pool.
     fn close(conn: Self::Conn) {

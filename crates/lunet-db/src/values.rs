@@ -6,6 +6,8 @@
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::handle::Running;
+
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{push_bytes, type_name, Raise};
 
@@ -121,11 +123,51 @@ pub struct Statement<'a> {
     /// "connection is closed" once [`Statement::closing`] is true.
     pub outcome: Option<Result<Output, String>>,
     closing: Option<&'a AtomicBool>,
+    /// Set when the coroutine that queued it stopped waiting for it.
+    abandoned: Option<&'a AtomicBool>,
+    /// The connection's running mark and this statement's id in it.
+    running: Option<(&'a Running, u64)>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Running")
+    }
 }
 
 impl<'a> Statement<'a> {
     pub fn new(kind: StatementKind, sql: &'a [u8], params: &'a [Param]) -> Statement<'a> {
-        Statement { kind, sql, params, outcome: None, closing: None }
+        Statement { kind, sql, params, outcome: None, closing: None, abandoned: None, running: None }
+    }
+
+    pub(crate) fn with_job(mut self, abandoned: &'a AtomicBool, running: &'a Running, id: u64) -> Statement<'a> {
+        self.abandoned = Some(abandoned);
+        self.running = Some((running, id));
+        self
+    }
+
+    /// Whether the coroutine that queued this statement has stopped waiting
+    /// for it (its wait timed out or its task was cancelled): nobody will
+    /// see its outcome. A driver must not start such a statement (leave its
+    /// `outcome` as `None`).
+    pub fn abandoned(&self) -> bool {
+        self.abandoned.is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// Call right before this statement starts (for a pipeline: right
+    /// before waiting for its results): from now on an interrupt meant for
+    /// it (`Driver::interrupt`, when its wait ends early) may be sent to the
+    /// connection, until the next statement's `begin` or the end of the
+    /// batch. Returns false when the statement was abandoned: do not start
+    /// it then; if it was already sent (a pipeline), nobody else will
+    /// interrupt it, so the driver should cancel it itself.
+    pub fn begin(&self) -> bool {
+        if let Some((running, id)) = self.running {
+            running.set(id);
+        }
+        // After the mark (both SeqCst): either this sees the abandonment or
+        // the interrupt hook sees the mark.
+        !self.abandoned()
     }
 
     pub(crate) fn with_closing(mut self, flag: &'a AtomicBool) -> Statement<'a> {

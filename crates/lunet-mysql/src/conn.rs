@@ -132,8 +132,73 @@ pub(crate) fn options<'a>(cfg: &Config, charset: &'a CStr) -> [Opt<'a>; 6] {
     ]
 }
 
-/// Facts about a connection readable without its lock (see `escape`).
-pub type Info = Arc<EscapeInfo>;
+/// Facts about a connection readable without its lock: what `escape`
+/// needs, and how to stop its running statement.
+pub struct Info {
+    pub escape: Arc<EscapeInfo>,
+    pub killer: Killer,
+}
+
+/// Seconds the side connection of [`Killer::kill_query`] may take to
+/// connect, and then to get its answer (at most the connection's own
+/// `connect_timeout`).
+const KILL_TIMEOUT: u32 = 5;
+
+/// What is needed to run `KILL QUERY <thread id>` for a connection over a
+/// short-lived side connection with the same address and credentials.
+/// MariaDB/MySQL then stop the statement, which fails with
+/// ER_QUERY_INTERRUPTED (1317) while its connection stays usable; a session
+/// that is idle by then ignores the kill (its next statement runs normally).
+pub struct Killer {
+    host: Option<CString>,
+    user: Option<CString>,
+    password: Option<CString>,
+    socket: Option<CString>,
+    port: u32,
+    timeout: c_uint,
+    thread_id: u64,
+}
+
+impl Killer {
+    /// Stops the statement the connection is running, if it can: failures
+    /// (server unreachable, no privilege to kill) are ignored, and the
+    /// statement then runs to its end. Blocks for at most about
+    /// 2 × [`KILL_TIMEOUT`] seconds.
+    pub fn kill_query(&self) {
+        unsafe {
+            let m = my::mysql_init(std::ptr::null_mut());
+            if m.is_null() {
+                return;
+            }
+            let t = self.timeout;
+            let opts = [
+                (opt::MYSQL_OPT_CONNECT_TIMEOUT, &t as *const c_uint as *const c_void),
+                (opt::MYSQL_OPT_READ_TIMEOUT, &t as *const c_uint as *const c_void),
+                (opt::MYSQL_OPT_WRITE_TIMEOUT, &t as *const c_uint as *const c_void),
+            ];
+            let mut ok = opts.iter().all(|&(o, v)| my::mysql_options(m, o, v) == 0);
+            ok = ok
+                && Opt::Reconnect(0).apply(m).is_ok()
+                && Opt::LocalInfile(0).apply(m).is_ok()
+                && !my::mysql_real_connect(
+                    m,
+                    ptr(&self.host),
+                    ptr(&self.user),
+                    ptr(&self.password),
+                    std::ptr::null(),
+                    if self.port == 0 { 3306 } else { self.port },
+                    ptr(&self.socket),
+                    0,
+                )
+                .is_null();
+            if ok {
+                let sql = format!("KILL QUERY {}", self.thread_id);
+                my::mysql_real_query(m, sql.as_ptr().cast(), sql.len() as _);
+            }
+            my::mysql_close(m);
+        }
+    }
+}
 
 /// A MySQL error: the client or server error number (0 for our own checks)
 /// and the full message.
@@ -202,7 +267,7 @@ pub struct Conn {
     /// The message that broke the connection.
     broken: Option<String>,
     stmts: StmtCache,
-    escape: Info,
+    escape: Arc<EscapeInfo>,
 }
 
 // SAFETY: a MYSQL handle may move between threads as long as one thread at a
@@ -259,10 +324,19 @@ impl Conn {
                 my::mysql_close(m);
                 return Err(f.msg);
             }
-            let info = Arc::new(EscapeInfo::of(m));
-            let mut conn = Conn { mysql: m, broken: None, stmts: StmtCache::default(), escape: info.clone() };
+            let escape = Arc::new(EscapeInfo::of(m));
+            let killer = Killer {
+                host,
+                user,
+                password,
+                socket,
+                port: cfg.port,
+                timeout: cfg.connect_timeout_secs().min(KILL_TIMEOUT),
+                thread_id: my::mysql_thread_id(m) as u64,
+            };
+            let mut conn = Conn { mysql: m, broken: None, stmts: StmtCache::default(), escape: escape.clone() };
             conn.note_status();
-            Ok((conn, info))
+            Ok((conn, Info { escape, killer }))
         }
     }
 
@@ -363,7 +437,7 @@ impl Conn {
     }
 
     #[cfg(test)]
-    pub fn escape_info(&self) -> Info {
+    pub fn escape_info(&self) -> Arc<EscapeInfo> {
         self.escape.clone()
     }
 

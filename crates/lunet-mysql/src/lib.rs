@@ -68,8 +68,17 @@ impl Driver for Mysql {
         drop(conn);
     }
 
+    /// `KILL QUERY` over a side connection (see [`conn::Killer`]): the
+    /// statement fails with "Query execution was interrupted" (1317) and
+    /// the connection stays usable. (Inside a transaction only that
+    /// statement is rolled back, as for any failed statement.)
+    fn interrupt(info: &Info) {
+        thread_ready();
+        info.killer.kill_query();
+    }
+
     fn escape(info: Option<&Info>, s: &[u8]) -> Vec<u8> {
-        escape::escape(info.map(|i| &**i), s)
+        escape::escape(info.map(|i| &*i.escape), s)
     }
 }
 

@@ -130,7 +130,7 @@ fn escaping_follows_the_connection() {
     let mut c = open();
     let info = Mysql::connect(server()).unwrap().1;
     let nasty = b"it's a \"test\" \\ with\0nul\n\r\x1a";
-    let lit = Mysql::escape(Some(&c.escape_info()), nasty);
+    let lit = escape::escape(Some(&*c.escape_info()), nasty);
     let mut sql = b"SELECT '".to_vec();
     sql.extend_from_slice(&lit);
     sql.extend_from_slice(b"' AS s");
@@ -138,7 +138,7 @@ fn escaping_follows_the_connection() {
     drop(info);
     // Under NO_BACKSLASH_ESCAPES quotes are doubled and backslashes kept.
     Mysql::exec(&mut c, b"SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')", &[]).unwrap();
-    let lit = Mysql::escape(Some(&c.escape_info()), b"a'b\\c");
+    let lit = escape::escape(Some(&*c.escape_info()), b"a'b\\c");
     assert_eq!(lit, b"a''b\\c");
     let mut sql = b"SELECT '".to_vec();
     sql.extend_from_slice(&lit);
@@ -264,4 +264,27 @@ fn empty_sql_is_the_servers_query_was_empty_in_both_protocols() {
         assert_eq!(Mysql::exec(&mut c, b"", params).unwrap_err(), "Query was empty");
     }
     assert_eq!(Mysql::query(&mut c, b"SELECT 1 AS x", &[]).unwrap().row(0), &[Value::Int(1)]);
+}
+
+#[test]
+fn kill_query_stops_the_statement_and_keeps_the_connection() {
+    let (mut c, info) = Mysql::connect(server()).unwrap();
+    let info = std::sync::Arc::new(info);
+    let killer = {
+        let info = info.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Mysql::interrupt(&info);
+        })
+    };
+    let t0 = std::time::Instant::now();
+    let e = Mysql::query(&mut c, b"SELECT SLEEP(5)", &[]).unwrap_err();
+    assert!(e.contains("interrupted"), "{e}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(4), "{:?}", t0.elapsed());
+    killer.join().unwrap();
+    assert!(!c.is_broken());
+    assert_eq!(Mysql::query(&mut c, b"SELECT 1 AS x", &[]).unwrap().row(0), &[Value::Int(1)]);
+    // A kill that finds the session idle does not touch its next statement.
+    Mysql::interrupt(&info);
+    assert_eq!(Mysql::query(&mut c, b"SELECT 2 AS x", &[]).unwrap().row(0), &[Value::Int(2)]);
 }

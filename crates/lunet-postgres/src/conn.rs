@@ -652,6 +652,14 @@ impl Pg {
     /// one), then all results are read: one round trip for the lot. The
     /// others (first use of a statement, scripts, statements without
     /// parameters, large parameters) run one by one, in order.
+    ///
+    /// Statements whose caller stopped waiting are never sent. One abandoned
+    /// after it was sent in a pipeline is cancelled when its results are
+    /// next to be read (the server is then running it); with its own sync
+    /// point it fails alone and the rest of the pipeline goes on. A cancel
+    /// that reaches the server just as that statement ends hits the next
+    /// statement of the pipeline instead, which then fails with "canceling
+    /// statement due to user request".
     pub fn batch(&mut self, batch: &mut [Statement<'_>]) {
         let mut group: Vec<Ready> = Vec::new();
         let mut bytes = 0usize;
@@ -660,6 +668,9 @@ impl Pg {
                 // Closed by the script: what has not been sent is not started
                 // (left without an outcome, it reports the closed connection).
                 return;
+            }
+            if batch[i].abandoned() {
+                continue; // its caller stopped waiting: never started
             }
             let mut ready = self.ready(i, &batch[i]);
             if let Some(r) = &ready {
@@ -680,7 +691,9 @@ impl Pg {
                     if batch[i].closing() {
                         return;
                     }
-                    batch[i].outcome = Some(self.run_one(&batch[i]));
+                    if batch[i].begin() {
+                        batch[i].outcome = Some(self.run_one(&batch[i]));
+                    }
                 }
             }
         }
@@ -715,7 +728,9 @@ impl Pg {
             0 => {}
             1 => {
                 let i = group[0].index;
-                batch[i].outcome = Some(self.run_one(&batch[i]));
+                if batch[i].begin() {
+                    batch[i].outcome = Some(self.run_one(&batch[i]));
+                }
             }
             _ => self.pipeline(batch, group),
         }
@@ -726,7 +741,9 @@ impl Pg {
         let conn = self.conn();
         if unsafe { PQenterPipelineMode(conn) } != 1 {
             for r in group {
-                batch[r.index].outcome = Some(self.run_one(&batch[r.index]));
+                if batch[r.index].begin() {
+                    batch[r.index].outcome = Some(self.run_one(&batch[r.index]));
+                }
             }
             return;
         }
@@ -736,6 +753,9 @@ impl Pg {
         let mut sent = Vec::with_capacity(group.len());
         for r in group {
             let st = &batch[r.index];
+            if st.abandoned() {
+                continue; // not sent: never started
+            }
             let enc = match encode(st.params, r.stmt.types.as_deref()) {
                 Ok(enc) => enc,
                 Err(e) => {
@@ -772,6 +792,16 @@ impl Pg {
                 batch[r.index].outcome = Some(Err(format!("connection is broken: {why}")));
                 continue;
             }
+            // From here on an interrupt for this statement may be sent (the
+            // server runs the pipeline's statements in order, and the ones
+            // before it have answered). Abandoned after it was sent: nobody
+            // else will cancel it. A cancel fails only this statement (each
+            // has its own sync point); one that arrives as it ends can hit
+            // the next statement of the pipeline, as it could hit the next
+            // statement on the connection when run alone.
+            if !st.begin() {
+                self.canceller().cancel();
+            }
             let mut acc = Acc::default();
             let kind = st.kind;
             let mut got = self.collect(1, true, |res| acc.absorb(kind, res));
@@ -801,6 +831,9 @@ impl Pg {
         for (r, stale, f) in retry {
             self.invalidate(stale, batch[r.index].sql, &r.declared);
             let out = if self.broken.is_none() && self.idle() {
+                if !batch[r.index].begin() {
+                    continue; // abandoned: not run again
+                }
                 self.run_one(&batch[r.index])
             } else {
                 Err(explain(f, batch[r.index].sql, batch[r.index].params.len()))
@@ -808,7 +841,7 @@ impl Pg {
             batch[r.index].outcome = Some(out);
         }
         for r in group {
-            if batch[r.index].outcome.is_none() {
+            if batch[r.index].outcome.is_none() && !batch[r.index].abandoned() {
                 let why = self.broken.clone().unwrap_or_else(|| self.conn_error());
                 batch[r.index].outcome = Some(Err(why));
             }

@@ -51,7 +51,10 @@ impl Driver for Postgres {
 
     type Config = Vec<Setting>;
     type Conn = Pg;
-    /// Cancels the running statement when the connection is closed.
+    /// Cancels the running statement (the connection is closed, or the
+    /// statement's wait ended early). The statement fails with 57014
+    /// ("canceling statement due to user request"); the connection stays
+    /// usable (inside a transaction block, the transaction is aborted).
     type Info = Canceller;
 
     unsafe fn config(L: *mut lua_State, idx: c_int) -> Result<Vec<Setting>, Raise> {

@@ -15,7 +15,7 @@ use lunet_abi::lua::{raw_field, type_name, Raise};
 use lunet_abi::lua_fn;
 use lunet_db::{count_mismatch, Driver, Exec, Param, Rows, Value};
 use rusqlite::types::{Null, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, Statement};
+use rusqlite::{Connection, InterruptHandle, Statement};
 
 /// Prepared statements kept per connection (by SQL text).
 const STATEMENT_CACHE: usize = 64;
@@ -29,7 +29,11 @@ impl Driver for Sqlite {
     /// The database path (bytes: any file name the OS accepts).
     type Config = Vec<u8>;
     type Conn = Connection;
-    type Info = ();
+    /// Stops the running statement (`sqlite3_interrupt`) from any thread.
+    type Info = InterruptHandle;
+
+    /// `sqlite3_interrupt` only sets a flag: called on the loop thread.
+    const INTERRUPT_IS_QUICK: bool = true;
 
     unsafe fn config(L: *mut lua_State, idx: c_int) -> Result<Vec<u8>, Raise> {
         let path_at = |i: c_int| -> Vec<u8> {
@@ -61,11 +65,21 @@ impl Driver for Sqlite {
         }
     }
 
-    fn connect(path: Vec<u8>) -> Result<(Connection, ()), String> {
+    fn connect(path: Vec<u8>) -> Result<(Connection, InterruptHandle), String> {
         use std::os::unix::ffi::OsStrExt;
         let conn = Connection::open(std::ffi::OsStr::from_bytes(&path)).map_err(|e| e.to_string())?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok((conn, ()))
+        let interrupt = conn.get_interrupt_handle();
+        Ok((conn, interrupt))
+    }
+
+    /// The statement fails with "interrupted" (SQLITE_INTERRUPT) at its next
+    /// step; the connection stays usable. (Inside an explicit transaction,
+    /// SQLite rolls back the whole transaction if the statement was an
+    /// INSERT, UPDATE or DELETE.) A flag set just after a statement ended
+    /// is cleared by SQLite when the next statement starts.
+    fn interrupt(handle: &InterruptHandle) {
+        handle.interrupt();
     }
 
     fn query(conn: &mut Connection, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
