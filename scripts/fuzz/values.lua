@@ -124,9 +124,21 @@ end
 -- What a metamethod or a function argument does when it is called.
 V.BEHAVIOURS = { "raise", "raise_obj", "yield", "sleep", "call", "badret", "spawn", "collect", "ok", "ok" }
 
+-- Cleared when the child winds down: from then on every misbehaving
+-- function (metamethods, finalisers still pending) does nothing.
+V.live = true
+
 --- A function behaving as `kind`; `ctx` gives the fuzzer's hooks
 -- (call = a nested random call, lunet, evil_error = an error object).
 function V.behave(kind, ctx)
+  local f = V.behave_raw(kind, ctx)
+  return function(...)
+    if not V.live then return end
+    return f(...)
+  end
+end
+
+function V.behave_raw(kind, ctx)
   if kind == "raise" then
     return function() error("fuzz: raised", 0) end
   elseif kind == "raise_obj" then
@@ -154,9 +166,8 @@ local METAMETHODS = { "__index", "__newindex", "__tostring", "__len", "__call", 
 -- while JIT-compiled code allocates: the error unwinds into a trace, which
 -- has no unwind information (reproduced without lunet: a hot Lua loop that
 -- allocates with one raising finaliser pending segfaults; with -joff it does
--- not). So a child runs either with the JIT off and finalisers that raise, or
--- with the JIT on and finalisers that catch their own errors (which still
--- exercises a pcall inside a finaliser). child.lua picks by seed parity.
+-- not). child.lua turns the JIT off; should it ever run with the JIT on,
+-- finalisers catch their own errors (still a pcall inside a finaliser).
 V.gc_may_raise = not (jit and jit.status())
 
 --- A metatable some of whose metamethods misbehave; `with_gc` adds a __gc
