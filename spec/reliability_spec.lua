@@ -194,8 +194,15 @@ describe("issue 19 regressions", function()
                 local fd = ffi.C.socket(2, 1, 0) -- AF_INET, SOCK_STREAM
                 assert(fd >= 0 and ffi.C.connect(fd, sin, 16) == 0, "connect failed")
                 prime(1)
-                local s, e = l:accept()
-                ffi.C.close(fd)
+                local ok, s, e = pcall(l.accept, l)
+                ffi.C.close(fd) -- (also when accept raised)
+                if not ok then
+                  -- The connection stayed queued: take it, or the queue grows
+                  -- with every iteration whose accept raised.
+                  local left = l:accept()
+                  if left then left:close() end
+                  error(s, 0)
+                end
                 local v = judge(is_handle, 1, s, e)
                 if s then s:close() end
                 return v
@@ -301,12 +308,12 @@ describe("issue 19 regressions", function()
           assert.equal(N, t.normal + t.finaliser + t.own, out)
           if mode == "catches" then
             assert.same({ normal = N, finaliser = 0, own = 0 }, { normal = t.normal, finaliser = t.finaliser, own = t.own })
-          elseif kind == "a sqlite3 query result" then
-            -- The query's entry point allocates (its job) before it waits:
-            -- the pending finaliser's error comes back from the call itself.
-            assert.is_true(t.finaliser + t.own > 0, "the finaliser never ran inside lunet: " .. out)
           else
-            assert.is_true(t.finaliser > 0, "the finaliser never ran in lunet's push: " .. out)
+            -- Where the pending finaliser runs depends on which allocation
+            -- comes first: lunet's push of the results, or one inside the
+            -- call before it waits (its error then comes back from the call).
+            -- Either way it ran inside lunet, and nothing crashed.
+            assert.is_true(t.finaliser + t.own > 0, "the finaliser never ran inside lunet: " .. out)
           end
           assert.equal("", without_trace(err))
           if os.getenv("LUNET_SPEC_KEEP") then io.stderr:write(out) end

@@ -10,11 +10,14 @@
 //!   `__metatable` field that keeps scripts from swapping the metatable.
 //!
 //! Being plain userdata with string-named metatables, handles are recognised
-//! across separately built libraries (mlua userdata is not).
+//! across separately built libraries (mlua userdata is not). Registry reads
+//! are raw. A database connection's handle holds a larger block
+//! ([`push_block`], [`block`]) behind the same check.
 
 use std::ffi::{c_int, c_void, CStr};
 
 use crate::ffi::{self, lua_State};
+use crate::lua::raw_field;
 
 /// Pushes a new handle for `p` with the metatable registered as `meta`.
 ///
@@ -32,23 +35,35 @@ pub unsafe fn push(L: *mut lua_State, meta: &CStr, p: *mut c_void) {
 /// # Safety
 /// As for [`push`].
 pub unsafe fn push_slot(L: *mut lua_State, meta: &CStr) -> *mut *mut c_void {
-    let slot = ffi::lua_newuserdata(L, std::mem::size_of::<*mut c_void>()) as *mut *mut c_void;
+    let slot = push_block(L, meta, std::mem::size_of::<*mut c_void>()) as *mut *mut c_void;
     slot.write(std::ptr::null_mut());
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, meta.as_ptr());
-    ffi::lua_setmetatable(L, -2);
     slot
 }
 
-/// The slot of the handle of kind `meta` at `idx`, or null for anything else.
+/// Pushes a handle whose block is `size` bytes (uninitialised: the caller
+/// writes it at once) and returns the block. Handles that hold more than one
+/// pointer (a database connection's state) use this and [`block`].
+///
+/// # Safety
+/// As for [`push`].
+pub unsafe fn push_block(L: *mut lua_State, meta: &CStr, size: usize) -> *mut c_void {
+    let b = ffi::lua_newuserdata(L, size);
+    raw_field(L, ffi::LUA_REGISTRYINDEX, meta);
+    ffi::lua_setmetatable(L, -2);
+    b
+}
+
+/// The block of the handle of kind `meta` at `idx`, or null for anything
+/// else (never raises: the metatables are compared raw).
 ///
 /// # Safety
 /// `L` valid with two free stack slots.
-pub unsafe fn slot(L: *mut lua_State, idx: c_int, meta: &CStr) -> *mut *mut c_void {
-    let p = ffi::lua_touserdata(L, idx) as *mut *mut c_void;
+pub unsafe fn block(L: *mut lua_State, idx: c_int, meta: &CStr) -> *mut c_void {
+    let p = ffi::lua_touserdata(L, idx);
     if p.is_null() || ffi::lua_type(L, idx) != ffi::LUA_TUSERDATA || ffi::lua_getmetatable(L, idx) == 0 {
         return std::ptr::null_mut();
     }
-    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, meta.as_ptr());
+    raw_field(L, ffi::LUA_REGISTRYINDEX, meta);
     let same = ffi::lua_rawequal(L, -1, -2) != 0;
     ffi::lua_settop(L, -3);
     if same {
@@ -56,6 +71,14 @@ pub unsafe fn slot(L: *mut lua_State, idx: c_int, meta: &CStr) -> *mut *mut c_vo
     } else {
         std::ptr::null_mut()
     }
+}
+
+/// The slot of the handle of kind `meta` at `idx`, or null for anything else.
+///
+/// # Safety
+/// `L` valid with two free stack slots.
+pub unsafe fn slot(L: *mut lua_State, idx: c_int, meta: &CStr) -> *mut *mut c_void {
+    block(L, idx, meta) as *mut *mut c_void
 }
 
 /// `None` if the value at `idx` is not a handle of kind `meta`; otherwise the

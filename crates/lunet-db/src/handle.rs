@@ -6,8 +6,7 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::raw_field;
+use lunet_abi::ffi::lua_State;
 use parking_lot::Mutex;
 
 use crate::job::{kick, JobPtr};
@@ -165,10 +164,8 @@ impl<D: Driver> Handle<D> {
 /// # Safety
 /// Loop thread, a few free stack slots; the metatable must exist.
 pub(crate) unsafe fn push_handle<D: Driver>(L: *mut lua_State, shared: Arc<Shared<D>>) {
-    let h = ffi::lua_newuserdata(L, std::mem::size_of::<Handle<D>>()) as *mut Handle<D>;
+    let h = lunet_abi::handle::push_block(L, D::METATABLE, std::mem::size_of::<Handle<D>>()) as *mut Handle<D>;
     h.write(Handle { shared: Arc::into_raw(shared), closed: false });
-    raw_field(L, ffi::LUA_REGISTRYINDEX, D::METATABLE);
-    ffi::lua_setmetatable(L, -2);
 }
 
 /// The handle at `idx`, if the value there is a connection of driver `D`.
@@ -176,16 +173,5 @@ pub(crate) unsafe fn push_handle<D: Driver>(L: *mut lua_State, shared: Arc<Share
 /// # Safety
 /// Loop thread, two free stack slots, `idx` a valid index.
 pub(crate) unsafe fn to_handle<'a, D: Driver>(L: *mut lua_State, idx: c_int) -> Option<&'a mut Handle<D>> {
-    let p = ffi::lua_touserdata(L, idx) as *mut Handle<D>;
-    if p.is_null() || ffi::lua_type(L, idx) != ffi::LUA_TUSERDATA || ffi::lua_getmetatable(L, idx) == 0 {
-        return None;
-    }
-    raw_field(L, ffi::LUA_REGISTRYINDEX, D::METATABLE);
-    let same = ffi::lua_rawequal(L, -1, -2) != 0;
-    ffi::lua_settop(L, -3);
-    if same {
-        Some(&mut *p)
-    } else {
-        None
-    }
+    (lunet_abi::handle::block(L, idx, D::METATABLE) as *mut Handle<D>).as_mut()
 }

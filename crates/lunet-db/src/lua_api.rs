@@ -203,14 +203,11 @@ pub unsafe fn open_module<D: Driver>(L: *mut lua_State) -> Result<c_int, Raise> 
         }
         ffi::lua_setfield(L, -3, name.as_ptr());
     }
-    // The metatable is (re)filled on every load so it always matches this module.
-    ffi::luaL_newmetatable(L, D::METATABLE.as_ptr());
-    ffi::lua_pushvalue(L, -2);
-    ffi::lua_setfield(L, -2, c"__index".as_ptr());
-    push_closure(l_gc::<D>);
-    ffi::lua_setfield(L, -2, c"__gc".as_ptr());
-    push_closure(l_tostring::<D>);
-    ffi::lua_setfield(L, -2, c"__tostring".as_ptr());
+    // The metatable is (re)filled on every load so it always matches this
+    // module: the one handle lifecycle (`__index` = the methods, `__gc`,
+    // `__tostring`, a protected metatable), plus a `__name`.
+    lunet_abi::handle::set_metatable(L, abi as *const LunetAbi as *mut c_void, D::METATABLE, l_gc::<D>, l_tostring::<D>);
+    ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, D::METATABLE.as_ptr());
     push_bytes(L, format!("{} connection", D::NAME).as_bytes());
     ffi::lua_setfield(L, -2, c"__name".as_ptr());
     ffi::lua_settop(L, -3); // drop metatable and methods; the module is on top

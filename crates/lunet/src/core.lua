@@ -24,6 +24,21 @@ function M.deadline(ms, fn, ...)
   return finish(prev, pcall(fn, ...))
 end
 
+--- os.exit: while database work (or a file request, or a name lookup) runs
+-- on libuv's thread pool, the process ends at once, before any exit handler
+-- (libraries that work initialised, OpenSSL for one, would otherwise clean up
+-- under it, and libuv would wait for it). Otherwise the original runs.
+if not rawget(os, "__lunet_exit") then
+  local exit, exit_if_busy = os.exit, M._exit_if_busy
+  rawset(os, "__lunet_exit", exit)
+  os.exit = function(code, close)
+    local status = code
+    if code == nil or code == true then status = 0 elseif code == false then status = 1 end
+    if type(status) == "number" then exit_if_busy(status) end
+    return exit(code, close)
+  end
+end
+
 --- task:join([ms]): returns at once for a task that has ended (from the
 -- main chunk too), else waits (from a coroutine only: `wait` is the
 -- yield-guarded C function). It decides whether to wait, as the yield

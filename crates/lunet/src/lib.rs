@@ -54,6 +54,7 @@ lua_fn! {
             (c"stop", runtime::l_stop_all, Plain),
             (c"_deadline_push", task::l_deadline_push, Plain),
             (c"_deadline_pop", task::l_deadline_pop, Plain),
+            (c"_exit_if_busy", runtime::l_exit_if_busy, Plain),
             (c"_loopback_restricted", runtime::l_loopback_restricted, Plain),
             (c"_trace", runtime::l_trace, Plain),
             (c"_pending", runtime::l_pending, Plain),

@@ -217,6 +217,18 @@ lua_fn! {
 }
 
 lua_fn! {
+    /// `lunet._exit_if_busy(status)`: ends the process at once, running no
+    /// exit handler, if pool work is in flight (else returns): the guard of
+    /// the `os.exit` wrapper.
+    pub fn l_exit_if_busy(L) {
+        if work::pool_busy() {
+            work::exit_now(ffi::lua_tointeger(L, 1) as c_int);
+        }
+        Ok(0)
+    }
+}
+
+lua_fn! {
     /// `lunet.stop()`: cancels every wait and makes `lunet.run()` return once
     /// the cancelled coroutines have run.
     pub fn l_stop_all(L) {

@@ -557,8 +557,13 @@ unsafe fn accept_one(s: *mut Sock) {
 /// `L` is the running coroutine; `s` a live, open listener.
 pub unsafe fn accept(L: *mut lua_State, s: *mut Sock) -> Option<c_int> {
     let l = (*s).listen.as_mut().unwrap();
-    if let Some(c) = l.queue.pop_front() {
-        push(L, c);
+    if !l.queue.is_empty() {
+        // The handle first: its allocation may raise, and the connection
+        // must then stay queued for the next accept rather than be lost.
+        let slot = handle::push_slot(L, META);
+        let l = (*s).listen.as_mut().unwrap();
+        let c = l.queue.pop_front().unwrap();
+        fill(slot, c);
         if l.held {
             l.held = false;
             accept_one(s);

@@ -14,6 +14,14 @@
 //! requests, the name lookups of connects), an `on_exit` handler flushes
 //! stdio and ends the process at once with its exit status: the running work
 //! is abandoned (a database server sees the connection drop).
+//!
+//! Exit handlers run in the reverse order of their registration, and a
+//! library the work itself initialises (OpenSSL, under libpq or MariaDB's
+//! client) registers its own cleanup later than lunet did, which then frees
+//! what the running work uses. So `os.exit` itself is wrapped (`core.lua`):
+//! with pool work in flight it ends the process at once, before any exit
+//! handler; and the handler is registered once more after the first pool job
+//! completes, so that it runs before the cleanups registered by then.
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,14 +65,34 @@ pub fn exit_guard() {
     });
 }
 
+/// Installs the exit handler again after the first pool job (see above).
+fn exit_guard_again() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| unsafe {
+        on_exit(on_process_exit, std::ptr::null_mut());
+    });
+}
+
+/// Whether pool work is in flight (for `os.exit`'s wrapper).
+pub fn pool_busy() -> bool {
+    POOL_BUSY.load(Ordering::Relaxed) > 0
+}
+
+/// Flushes stdio and ends the process now, running no exit handler.
+pub fn exit_now(status: c_int) -> ! {
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+        libc::_exit(status)
+    }
+}
+
 extern "C" {
     fn on_exit(f: unsafe extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
 }
 
 unsafe extern "C" fn on_process_exit(status: c_int, _: *mut c_void) {
-    if POOL_BUSY.load(Ordering::Relaxed) > 0 {
-        libc::fflush(std::ptr::null_mut());
-        libc::_exit(status);
+    if pool_busy() {
+        exit_now(status);
     }
 }
 
@@ -115,6 +143,7 @@ unsafe extern "C" fn on_work(req: *mut uv::uv_work_t) {
 
 unsafe extern "C" fn on_after(req: *mut uv::uv_work_t, _status: c_int) {
     pool_done();
+    exit_guard_again();
     let job = Box::from_raw((*req).data as *mut Job);
     let (rt, after, data) = (job.rt, job.after, job.data);
     let mut delivered = false;
