@@ -34,7 +34,7 @@ if not rawget(os, "__lunet_exit") then
   os.exit = function(code, close)
     local status = code
     if code == nil or code == true then status = 0 elseif code == false then status = 1 end
-    if type(status) == "number" then exit_if_busy(status) end
+    if type(status) == "number" then exit_if_busy(status, close) end
     return exit(code, close)
   end
 end

@@ -217,11 +217,15 @@ lua_fn! {
 }
 
 lua_fn! {
-    /// `lunet._exit_if_busy(status)`: ends the process at once, running no
-    /// exit handler, if pool work is in flight (else returns): the guard of
-    /// the `os.exit` wrapper.
+    /// `lunet._exit_if_busy(status, close)`: ends the process at once,
+    /// running no exit handler, if pool work is in flight (else returns): the
+    /// guard of the `os.exit` wrapper. With `close`, the runtime is shut down
+    /// first, as closing the state would (waits released, tracing summary).
     pub fn l_exit_if_busy(L) {
         if work::pool_busy() {
+            if ffi::lua_toboolean(L, 2) != 0 {
+                shutdown(of(L));
+            }
             work::exit_now(ffi::lua_tointeger(L, 1) as c_int);
         }
         Ok(0)

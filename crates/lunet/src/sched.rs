@@ -836,42 +836,32 @@ pub unsafe fn report(rt: *mut Runtime, co: *mut lua_State, task: *mut Task) {
     let _ = writeln!(std::io::stderr().lock(), "[lunet] coroutine error: {msg}\n{tb}");
 }
 
-/// The error value on top of `co` as text, through `tostring` in a
-/// protected call (a `__tostring` that raises or yields gives a placeholder).
+/// The error value on top of `co` as text: a string as it is; another
+/// value through its `__tostring`, called in a protected call (one that
+/// raises, yields or returns no string gives a placeholder, as does a value
+/// without one). Even looking the metamethod up runs in the protected call:
+/// pushing its name may start a collection step, and so a finaliser.
 pub unsafe fn describe(rt: *mut Runtime, co: *mut lua_State) -> String {
     if let Some(b) = to_bytes_raw(co, -1) {
         return String::from_utf8_lossy(b).into_owned();
     }
     let tn = lunet_abi::lua::type_name(co, -1);
-    if !has_tostring(co) {
-        return format!("(error object is a {tn} value)");
-    }
     let aux = (*rt).aux;
     let mut conv = |L: *mut lua_State| -> c_int {
-        ffi::lua_getglobal(L, c"tostring".as_ptr());
         ffi::lua_pushvalue(co, -1);
         ffi::lua_xmove(co, L, 1);
-        ffi::lua_call(L, 1, 1);
-        1
+        if ffi::luaL_callmeta(L, -1, c"__tostring".as_ptr()) == 0 {
+            ffi::lua_pushnil(L);
+        }
+        1 // the text (or nil) on top
     };
+    // One value on the runtime's thread either way: the text, or the error.
     let out = match protected(rt, &mut conv) {
         Ok(_) => to_bytes_raw(aux, -1).map(|b| String::from_utf8_lossy(b).into_owned()),
         Err(()) => None,
     };
     ffi::lua_settop(aux, -2);
     out.unwrap_or_else(|| format!("(error object is a {tn} value)"))
-}
-
-/// Whether the value on top of `L` has a `__tostring` metamethod (raw look-up).
-unsafe fn has_tostring(L: *mut lua_State) -> bool {
-    if ffi::lua_getmetatable(L, -1) == 0 {
-        return false;
-    }
-    ffi::lua_pushstring(L, c"__tostring".as_ptr());
-    ffi::lua_rawget(L, -2);
-    let yes = ffi::lua_type(L, -1) > ffi::LUA_TNIL;
-    ffi::lua_settop(L, -3);
-    yes
 }
 
 /// The bytes of a string value, without converting numbers in place.
