@@ -16,7 +16,8 @@ lua_fn! {
     pub fn l_sleep(L) {
         let ms = match to_number(L, 1) {
             Some(ms) if ms.is_nan() || ms < 0.0 => return Err("lunet.sleep duration must be >= 0".into()),
-            Some(ms) => millis(ms).unwrap_or(1 << 53),
+            // (Huge and infinite sleeps are clamped, as they always were.)
+            Some(ms) => millis(ms).unwrap_or(crate::waits::MAX_MS),
             None => return Err(format!("lunet.sleep expects a number of milliseconds (got {})", type_name(L, 1)).into()),
         };
         sched::park_sleep(runtime::of(L), L, ms);

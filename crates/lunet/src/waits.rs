@@ -196,9 +196,11 @@ impl DeadlineHeap {
     }
 }
 
+/// The longest time limit, in ms: 2^53 (about 285 years).
+pub const MAX_MS: u64 = 1 << 53;
+
 /// Converts a Lua time argument in milliseconds to whole milliseconds:
-/// `Err` for negative, NaN or infinite values; huge values are clamped to
-/// about 285 years (2^53 ms).
+/// `Err` for negative, NaN, infinite and huge (beyond [`MAX_MS`]) values.
 pub fn millis(ms: f64) -> Result<u64, &'static str> {
     if ms.is_nan() || ms < 0.0 {
         return Err("must be a number >= 0");
@@ -206,7 +208,10 @@ pub fn millis(ms: f64) -> Result<u64, &'static str> {
     if ms.is_infinite() {
         return Err("must be finite");
     }
-    Ok((ms as u64).min(1 << 53))
+    if ms > MAX_MS as f64 {
+        return Err("must be at most 2^53 ms (about 285 years)");
+    }
+    Ok(ms as u64)
 }
 
 #[cfg(test)]
@@ -286,6 +291,7 @@ mod tests {
         assert!(millis(f64::NAN).is_err());
         assert!(millis(f64::INFINITY).is_err());
         assert_eq!(millis(1.9), Ok(1));
-        assert_eq!(millis(1e300), Ok(1 << 53));
+        assert_eq!(millis(MAX_MS as f64), Ok(MAX_MS));
+        assert!(millis(1e300).is_err());
     }
 }
