@@ -431,6 +431,23 @@ describe("issue 19 regressions", function()
     end)
   end)
 
+  describe("SIGSEGV: lunet.run from a finaliser (found by the fuzzer)", function()
+    it("raises instead of resuming coroutines where their yields cannot work", function()
+      local rc, out, err = H.lunet_run([[
+        local lunet = require("lunet")
+        local woke = false
+        lunet.spawn(function() lunet.sleep(1); woke = true end)
+        local p = newproxy(true)
+        getmetatable(p).__gc = function() print("in gc:", pcall(lunet.run)) end
+        p = nil
+        collectgarbage()
+        print("after", woke)
+      ]], nil, 30)
+      assert.equal(0, rc, err)
+      assert.equal("in gc:\tfalse\tlunet.run cannot be called from a finaliser or a debug hook\nafter\tfalse\n", out)
+    end)
+  end)
+
   describe("SIGABRT: lunet.spawn from a finaliser when the new coroutine waits", function()
     it("the task starts on the next loop iteration, waits, finishes, and can be joined", function()
       local rc, out, err = child([[

@@ -64,7 +64,8 @@ function lunet.sleep(ms) end
 --- network and database work in progress; or until `lunet.stop()`. An open
 --- connection nobody reads or writes does not keep it running. Call it from
 --- the main thread once the first coroutines are spawned; raises if called
---- from a coroutine or while the loop is already running.
+--- from a coroutine, while the loop is already running, or from a finaliser
+--- or a debug hook.
 function lunet.run() end
 
 --- The task that is running, or `nil` on the main thread and in a coroutine

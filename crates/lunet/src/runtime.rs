@@ -209,6 +209,11 @@ lua_fn! {
         if (*rt).closing {
             return Err("lunet.run called while the Lua state is closing".into());
         }
+        if sched::hooks_active(rt) {
+            // Every coroutine resumed here would yield through LuaJIT's
+            // hook path, which cannot be resumed properly.
+            return Err("lunet.run cannot be called from a finaliser or a debug hook".into());
+        }
         (*rt).running = true;
         uv::uv_run((*rt).uv, uv::uv_run_mode_UV_RUN_DEFAULT);
         (*rt).running = false;

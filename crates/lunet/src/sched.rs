@@ -693,7 +693,7 @@ pub unsafe fn start(rt: *mut Runtime, co: *mut lua_State, nargs: c_int, task: *m
 /// hook" path, which unwinds through our frames and cannot be resumed
 /// properly. Found out by letting a probe coroutine yield: a regular yield
 /// returns from `lua_yield`, the hook path does not.
-unsafe fn hooks_active(rt: *mut Runtime) -> bool {
+pub unsafe fn hooks_active(rt: *mut Runtime) -> bool {
     const SRC: &str = "local y = ... while true do y() end";
     let s = &mut (*rt).sched;
     let aux = (*rt).aux;
@@ -788,6 +788,12 @@ unsafe fn run(rt: *mut Runtime, co: *mut lua_State, nargs: c_int, task: *mut Tas
             report(rt, co, std::ptr::null_mut());
             ffi::lua_settop(co, 0);
         }
+    }
+    if trace::ENABLED && ffi::lua_gettop(aux) != aux_top {
+        // Say what changed before the check aborts (tracing builds only).
+        let top = ffi::lua_gettop(aux);
+        let types: Vec<&str> = (aux_top.min(top) + 1..=aux_top.max(top)).map(|i| lunet_abi::lua::type_name(aux, i)).collect();
+        eprintln!("[lunet trace] runtime stack {aux_top} -> {top} across a resume (status {status}, task {}, depth {}): {types:?}", !task.is_null(), (*rt).sched.depth);
     }
     trace::check(ffi::lua_gettop(aux) == aux_top, "runtime stack changed across a resume");
 }
