@@ -431,7 +431,9 @@ unsafe fn drop_stale(rt: *mut Runtime, id: WaitId) {
 /// Completes a wait: resumes its coroutine with the values `push` puts on
 /// the stack it is given (it returns how many). A stale id is ignored and
 /// `push` is not called; so is a coroutine that is no longer suspended in
-/// its yield (the script resumed it itself). Returns whether `push` ran.
+/// its yield (the script resumed it itself). A caller that must know
+/// whether its values were handed over sets a flag at the end of `push`
+/// (a push that raised did not hand them over).
 ///
 /// `push` runs inside a protected call on the runtime's own thread, so it
 /// may allocate freely. A completion is also the module letting go of the
@@ -439,26 +441,24 @@ unsafe fn drop_stale(rt: *mut Runtime, id: WaitId) {
 ///
 /// # Safety
 /// Loop thread, outside any Lua call of this state (libuv callbacks).
-pub unsafe fn complete(rt: *mut Runtime, id: WaitId, push: impl FnOnce(*mut lua_State) -> c_int) -> bool {
+pub unsafe fn complete(rt: *mut Runtime, id: WaitId, push: impl FnOnce(*mut lua_State) -> c_int) {
     match (*rt).sched.waits.get_mut(id) {
-        None => return false, // stale
+        None => {} // stale
         Some(w) if !matches!(w.pending, Pending::None) => {
             // Already ending (timeout, cancel, close): refused. The module
             // is done with it (it may free what the unhook would touch).
             w.unhook = None;
-            return false;
         }
-        Some(_) => {}
+        Some(_) => deliver(rt, id, push),
     }
-    deliver(rt, id, push)
 }
 
 /// Ends the wait `id` whatever its state and resumes it with `push`'s values.
-unsafe fn deliver(rt: *mut Runtime, id: WaitId, push: impl FnOnce(*mut lua_State) -> c_int) -> bool {
-    let Some(w) = take(rt, id) else { return false };
+unsafe fn deliver(rt: *mut Runtime, id: WaitId, push: impl FnOnce(*mut lua_State) -> c_int) {
+    let Some(w) = take(rt, id) else { return };
     if (*rt).closing {
         release(rt, w);
-        return false;
+        return;
     }
     let mut push = Some(push);
     let mut f = |L: *mut lua_State| (push.take().unwrap())(L);
@@ -554,11 +554,11 @@ enum Values<'a> {
 
 /// Resumes the coroutine of an ended wait.
 #[inline]
-unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) -> bool {
+unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) {
     let co = w.co;
     if ffi::lua_status(co) != ffi::LUA_YIELD {
         release(rt, w);
-        return false;
+        return;
     }
     // A finished task whose results this resume delivers stays pinned
     // until they are pushed.
@@ -574,7 +574,6 @@ unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) -> bool {
     let (task, shape) = (w.task, w.shape);
     release(rt, w);
     trace::check(ffi::lua_gettop(co) == 0, "a parked coroutine has values on its stack");
-    let mut pushed = true;
     let nargs = match values {
         Values::None => 0,
         Values::Cancel => {
@@ -590,7 +589,6 @@ unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) -> bool {
             Err(()) => {
                 // The push raised (a finaliser error, out of memory): the
                 // coroutine gets that error as a runtime failure instead.
-                pushed = false;
                 let nils = push_failure_nils(co, shape);
                 ffi::lua_xmove(aux, co, 1);
                 nils + 1
@@ -604,7 +602,6 @@ unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) -> bool {
     if anchored {
         ffi::lua_settop(aux, -2);
     }
-    pushed
 }
 
 /// Keeps an anchored coroutine alive on the runtime's thread while it runs
@@ -819,7 +816,7 @@ pub unsafe fn report(rt: *mut Runtime, co: *mut lua_State, task: *mut Task) {
             if task.is_null() {
                 ffi::lua_pushnil(L);
             } else {
-                task::push(L, rt, task);
+                task::push(L, task);
             }
             ffi::lua_call(L, 3, 0);
             0

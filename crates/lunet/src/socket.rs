@@ -255,21 +255,23 @@ unsafe fn open_arg(L: *mut lua_State, what: &str) -> Result<*mut Sock, Raise> {
 
 lua_fn! {
     /// `socket.settimeout(handle, ms | nil)`: the time limit of every later
-    /// wait on the handle (connect, read, write, accept); nil = none.
+    /// wait on the handle (read, write, accept); nil = none.
     pub fn l_settimeout(L) {
         let s = open_arg(L, "socket.settimeout")?;
         let ms = opt_ms(L, 2, "socket.settimeout")?;
-        (*s).timeouts = Timeouts { connect: ms, send: ms, read: ms };
+        (*s).timeouts = Timeouts { send: ms, read: ms };
         Ok(0)
     }
 }
 
 lua_fn! {
-    /// `socket.settimeouts(handle, connect_ms, send_ms, read_ms)` (OpenResty's order).
+    /// `socket.settimeouts(handle, connect_ms, send_ms, read_ms)` (OpenResty's
+    /// order). `connect_ms` is checked but has no effect: a handle exists only
+    /// once connected (`connect`'s `opts.timeout` bounds the connect).
     pub fn l_settimeouts(L) {
         let s = open_arg(L, "socket.settimeouts")?;
+        opt_ms(L, 2, "socket.settimeouts")?;
         (*s).timeouts = Timeouts {
-            connect: opt_ms(L, 2, "socket.settimeouts")?,
             send: opt_ms(L, 3, "socket.settimeouts")?,
             read: opt_ms(L, 4, "socket.settimeouts")?,
         };

@@ -97,13 +97,12 @@ pub struct Sock {
     error: c_int,
     reader: Option<WaitId>,
     writes: usize,
-    /// Time limits (ms) of connect, write and read waits (`settimeouts`).
+    /// Time limits (ms) of write and read (or accept) waits (`settimeouts`).
     pub timeouts: Timeouts,
 }
 
 #[derive(Clone, Copy, Default, Debug)]
 pub struct Timeouts {
-    pub connect: Option<u64>,
     pub send: Option<u64>,
     pub read: Option<u64>,
 }

@@ -51,10 +51,9 @@ pub struct Task {
 ///
 /// # Safety
 /// `L` valid with free stack slots; `t` alive.
-pub unsafe fn push(L: *mut lua_State, rt: *mut Runtime, t: *mut Task) {
+pub unsafe fn push(L: *mut lua_State, t: *mut Task) {
     handle::push(L, META, t.cast());
     (*t).handles += 1;
-    let _ = rt;
 }
 
 unsafe fn arg(L: *mut lua_State, idx: c_int, what: &str) -> Result<*mut Task, Raise> {
@@ -205,7 +204,7 @@ lua_fn! {
             handles: 0,
             nres: 0,
         }));
-        push(L, rt, t);
+        push(L, t);
         (*rt).sched.tasks.insert(co as usize, t);
         ffi::lua_checkstack(co, n + 1);
         for i in 1..=n {
@@ -314,7 +313,7 @@ lua_fn! {
         let rt = runtime::of(L);
         let cur = (*rt).sched.current;
         if !cur.is_null() && (*cur).co == L {
-            push(L, rt, cur);
+            push(L, cur);
         } else {
             ffi::lua_pushnil(L);
         }
