@@ -303,8 +303,11 @@ describe("issue 19 regressions", function()
           local rc, out, err = child(FINALISERS:format(mode, N) .. DRIVER:format(setup))
           expect_exit(0, rc, out, err)
           local t = report(out, "tally")
-          assert.same({ bad = 0, status = "running", again = "normal", leaked = 0 },
-            { bad = t.bad, status = t.status, again = t.again, leaked = t.leaked }, out .. err)
+          assert.same({ bad = 0, status = "running", again = "normal" },
+            { bad = t.bad, status = t.status, again = t.again }, out .. err)
+          -- No descriptor left open (fewer is fine: one opened before the
+          -- count, by the warm-up, may finish closing during the run).
+          assert.is_true(t.leaked <= 0, out .. err)
           assert.equal(N, t.normal + t.finaliser + t.own, out)
           if mode == "catches" then
             assert.same({ normal = N, finaliser = 0, own = 0 }, { normal = t.normal, finaliser = t.finaliser, own = t.own })
