@@ -55,6 +55,7 @@ lua_fn! {
             (c"_deadline_push", task::l_deadline_push, Plain),
             (c"_deadline_pop", task::l_deadline_pop, Plain),
             (c"_exit_if_busy", runtime::l_exit_if_busy, Plain),
+            (c"_pool_busy", runtime::l_pool_busy, Plain),
             (c"_loopback_restricted", runtime::l_loopback_restricted, Plain),
             (c"_trace", runtime::l_trace, Plain),
             (c"_pending", runtime::l_pending, Plain),

@@ -238,6 +238,16 @@ lua_fn! {
 }
 
 lua_fn! {
+    /// `lunet._pool_busy()` -> whether work (driver jobs, file requests,
+    /// connect's name lookups) is still running on the thread pool, for tests
+    /// that count descriptors: such work may still open or close one.
+    pub fn l_pool_busy(L) {
+        ffi::lua_pushboolean(L, work::pool_busy() as c_int);
+        Ok(1)
+    }
+}
+
+lua_fn! {
     /// `lunet.stop()`: cancels every wait and makes `lunet.run()` return once
     /// the cancelled coroutines have run.
     pub fn l_stop_all(L) {
