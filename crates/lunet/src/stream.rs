@@ -822,3 +822,14 @@ unsafe extern "C" fn close_walked(h: *mut uv::uv_handle_t, _: *mut c_void) {
         close((*h).data as *mut Sock, false);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// What a connection costs us (reported in bench/RESULTS.md).
+    #[test]
+    fn sock_size() {
+        let n = std::mem::size_of::<super::Sock>();
+        eprintln!("Sock {n} bytes, of which the libuv handle {}", std::mem::size_of::<super::Handle>());
+        assert!(n <= 448, "Sock grew to {n} bytes");
+    }
+}
