@@ -104,6 +104,27 @@ describe("lunet.socket streams", function()
     end)
   end)
 
+  it("every framed read returns nil, 'closed', partial at a mid-frame end of stream", function()
+    H.run(function()
+      for _, args in ipairs({ { "*l" }, { "*L" }, { 100 }, { "until", ";" } }) do
+        local s, c = pair()
+        assert.is_nil(c:write("no end"))
+        c:close()
+        local d, err, partial
+        if args[1] == "until" then
+          d, err, partial = s:read_until(args[2])
+        else
+          d, err, partial = s:read(args[1])
+        end
+        assert.is_nil(d)
+        assert.equal("closed", err)
+        assert.equal("no end", partial)
+        assert.equal("no end", s:read("*a"))
+        s:close()
+      end
+    end)
+  end)
+
   describe("lines", function()
     it("*l strips \\n and \\r\\n, *L keeps them; lone \\r and NULs are data", function()
       H.run(function()

@@ -163,6 +163,21 @@ impl ReadBuf {
         self.data.extend_from_slice(b);
     }
 
+    /// Makes room for what `req` still needs (at most `cap` bytes in all), so
+    /// that a large exact read arriving in pieces is copied once.
+    pub fn reserve_for(&mut self, req: &Request, cap: usize) {
+        if let Request::Exactly(n) = req {
+            let want = (*n).min(cap);
+            if want > self.len() && self.data.capacity() - self.pos < want {
+                if self.pos > 0 {
+                    self.data.drain(..self.pos);
+                    self.pos = 0;
+                }
+                self.data.reserve_exact(want - self.data.len());
+            }
+        }
+    }
+
     /// Puts bytes back in front of the unread ones.
     pub fn unread(&mut self, b: &[u8]) {
         if b.is_empty() {
@@ -365,6 +380,23 @@ mod tests {
         assert_eq!(rb.scanned, 1000);
         rb.extend(b"\n");
         assert_eq!(rb.scan(&r, false), Scan::Ready { len: 1000, consume: 1001 });
+    }
+
+    #[test]
+    fn exact_reads_reserve_once() {
+        let mut rb = ReadBuf::default();
+        let r = Request::Exactly(100_000);
+        rb.reserve_for(&r, 1 << 20);
+        let cap = rb.capacity();
+        assert!(cap >= 100_000);
+        for _ in 0..10 {
+            rb.extend(&[1u8; 10_000]);
+        }
+        assert_eq!(rb.capacity(), cap);
+        assert_eq!(rb.scan(&r, false), Scan::Ready { len: 100_000, consume: 100_000 });
+        let mut small = ReadBuf::default();
+        small.reserve_for(&Request::Exactly(1 << 30), 4096);
+        assert!(small.capacity() < 8192);
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //! Reading: a connection starts reading when it is created and keeps reading
 //! between `read` calls (no start/stop per call, which would cost two
 //! epoll_ctl calls per request). libuv reads into one receive buffer shared by
-//! the runtime; from there bytes go straight into the waiting coroutine's Lua
-//! string, or, if nobody waits, into the connection's own pending buffer (which
-//! exists only while it holds data). Past a high-water mark of pending bytes the
-//! connection stops reading until the script catches up.
+//! the runtime. A waiting reader's request (see `readbuf`) is answered straight
+//! from there when the connection holds nothing older; bytes nobody has taken
+//! wait in the connection's `ReadBuf`, which exists only while it holds data.
+//! Past a high-water mark of buffered bytes with no reader waiting, the
+//! connection stops reading until the script catches up (a waiting framed read
+//! keeps it reading up to its own bound).
 //!
-//! Writing: `uv_try_write` first; only what the kernel does not take at once is
+//! Writing: `uv_try_write` first (one vectored call for an array of strings);
+//! only what the kernel does not take at once is
 //! queued with `uv_write` (libuv keeps queued writes in call order and refuses
 //! `try_write` while any are queued, so writers never interleave).
 //!
@@ -340,6 +343,7 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
                 return;
             }
         }
+        (*s).rbuf.reserve_for(&(*s).req, MAX_READ_SIZE);
         (*s).rbuf.extend(data);
         serve_reader(s);
         return;
