@@ -23,6 +23,7 @@ pub mod sockopt;
 pub mod stream;
 pub mod tcp;
 pub mod timer;
+pub mod tls;
 pub mod trace;
 pub mod task;
 pub mod udp;
@@ -87,6 +88,7 @@ lua_fn! {
 }
 
 const TEST_LUA: &str = include_str!("test.lua");
+const SOCKET_LUA: &str = include_str!("socket.lua");
 
 lua_fn! {
     /// `require("lunet.socket")`
@@ -110,7 +112,14 @@ lua_fn! {
             (c"set_read_buffer_size", socket::l_set_read_buffer_size, Plain),
             (c"settimeout", socket::l_settimeout, Plain),
             (c"settimeouts", socket::l_settimeouts, Plain),
+            (c"_starttls", socket::l_starttls, Yields),
+            (c"tlsinfo", socket::l_tlsinfo, Plain),
         ])?;
+        // The Lua side (TLS connects, starttls) completes the table.
+        run_chunk(L, SOCKET_LUA, c"=lunet.socket").map_err(|e| format!("lunet.socket: {e}"))?;
+        ffi::lua_pushvalue(L, -2);
+        runtime::push_fn(L, rt, timer::l_now);
+        ffi::lua_call(L, 2, 0);
         socket::set_metatable(L, rt);
         Ok(1 as c_int)
     }
