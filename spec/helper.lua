@@ -119,6 +119,19 @@ function M.sh(cmd)
   return tonumber(slurp(rc)), slurp(out), slurp(err)
 end
 
+local certs_dir
+--- Makes throw-away TLS certificates for this run (scripts/gen-test-certs.sh,
+-- once per process) and returns their folder.
+function M.test_certs()
+  if not certs_dir then
+    local dir = os.tmpname() .. "-certs"
+    local rc, _, err = M.sh("scripts/gen-test-certs.sh " .. dir)
+    assert(rc == 0, "gen-test-certs.sh failed: " .. tostring(err))
+    certs_dir = dir
+  end
+  return certs_dir
+end
+
 --- Writes `source` to a temporary .lua file and returns its path.
 function M.script(source)
   local path = os.tmpname() .. ".lua"

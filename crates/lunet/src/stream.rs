@@ -397,7 +397,7 @@ unsafe fn serve_reader(s: *mut Sock) {
     let Some(id) = (*s).reader else { return };
     let rt = (*s).rt;
     let sk = &mut *s;
-    match sk.rbuf.scan(&sk.req, sk.eof) {
+    match sk.rbuf.scan(&sk.req, sk.eof && sk.error == 0) {
         Scan::Ready { len, consume } => {
             take_reader(s);
             sched::complete(rt, id, |co| {
@@ -502,7 +502,7 @@ pub unsafe fn read(L: *mut lua_State, s: *mut Sock, req: Request) -> ReadNow {
     sk.rbuf.restart();
     sk.req = req;
     if !sk.rbuf.is_empty() || ended || sk.req == Request::Exactly(0) {
-        match sk.rbuf.scan(&sk.req, sk.eof) {
+        match sk.rbuf.scan(&sk.req, sk.eof && sk.error == 0) {
             Scan::Ready { len, consume } => {
                 // Pushed before it is consumed: a push that raises loses nothing.
                 push_bytes(L, &(*s).rbuf.bytes()[..len]);

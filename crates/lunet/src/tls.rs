@@ -341,7 +341,8 @@ impl Session {
             Connection::Client(_) => None,
         };
         let peer_cert = self.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref().to_vec());
-        Info { version, cipher, alpn, server_name, peer_cert }
+        let resumed = matches!(self.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+        Info { version, cipher, alpn, server_name, peer_cert, resumed }
     }
 }
 
@@ -351,6 +352,8 @@ pub struct Info {
     pub alpn: Option<Vec<u8>>,
     pub server_name: Option<String>,
     pub peer_cert: Option<Vec<u8>>,
+    /// The handshake resumed an earlier session.
+    pub resumed: bool,
 }
 
 #[cfg(test)]
