@@ -102,6 +102,19 @@ enum Pending {
     Cancel,
     /// A `join` whose task has ended.
     Joined(*mut Task),
+    /// Woken by a coordination primitive (channel, semaphore, ...).
+    Woken(Wake),
+}
+
+/// What a wait woken by [`wake_later`] returns.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Wake {
+    /// `true`.
+    True,
+    /// A number (`wait_any`'s index).
+    Index(u32),
+    /// The registry value `r` (released once delivered, or with the wait).
+    Value(c_int),
 }
 
 struct Wait {
@@ -516,8 +529,11 @@ unsafe fn release(rt: *mut Runtime, w: Wait) {
         ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, w.anchor);
     }
     trace::ref_released();
-    if let Pending::Joined(t) = w.pending {
-        task::unpin(rt, t);
+    match w.pending {
+        Pending::Joined(t) => task::unpin(rt, t),
+        // Not delivered (the coroutine was no longer suspended in its wait).
+        Pending::Woken(Wake::Value(r)) => ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, r),
+        _ => {}
     }
 }
 
@@ -544,6 +560,37 @@ pub unsafe fn joined_later(rt: *mut Runtime, id: WaitId, t: *mut Task) {
     w.unhook = None;
     task::pin(t); // until the joiner has its results (or its wait is gone)
     end_early(rt, id, Pending::Joined(t));
+}
+
+/// Wakes a wait on behalf of a coordination primitive, which has already
+/// taken it out of its own queue: it is resumed with `wake`'s values on the
+/// next loop iteration (never inside the caller). Returns false, and keeps
+/// nothing, if the wait is stale or already ending (the caller keeps its
+/// value or permit then).
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn wake_later(rt: *mut Runtime, id: WaitId, wake: Wake) -> bool {
+    if !is_waiting(rt, id) {
+        return false;
+    }
+    if let Some(w) = (*rt).sched.waits.get_mut(id) {
+        w.unhook = None;
+    }
+    end_early(rt, id, Pending::Woken(wake));
+    true
+}
+
+unsafe fn push_wake(L: *mut lua_State, wake: Wake) -> c_int {
+    match wake {
+        Wake::True => ffi::lua_pushboolean(L, 1),
+        Wake::Index(i) => ffi::lua_pushnumber(L, i as f64),
+        Wake::Value(r) => {
+            ffi::lua_rawgeti(L, ffi::LUA_REGISTRYINDEX, r as _);
+            ffi::luaL_unref(L, ffi::LUA_REGISTRYINDEX, r);
+        }
+    }
+    1
 }
 
 enum Values<'a> {
@@ -980,6 +1027,7 @@ unsafe fn serve(rt: *mut Runtime, id: WaitId) {
         Pending::Joined(t) => {
             deliver(rt, id, |L| task::push_outcome(L, t));
         }
+        Pending::Woken(wake) => deliver(rt, id, |L| push_wake(L, wake)),
         Pending::Start(nargs) => {
             let Some(w) = take(rt, id) else { return };
             let (co, task) = (w.co, w.task);
