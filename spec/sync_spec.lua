@@ -107,6 +107,36 @@ describe("lunet.channel", function()
     end)
   end)
 
+  it("runs a hand-off in the same loop iteration, but never starves other tasks", function()
+    H.run(function()
+      local ping, pong = lunet.channel(), lunet.channel()
+      lunet.spawn(function()
+        while true do
+          local v = ping:recv()
+          if v == nil then return end
+          pong:send(v)
+        end
+      end)
+      lunet.sleep(0) -- now inside the loop's ready-list batch
+      local turns = 0
+      lunet.spawn(function() lunet.sleep(0); turns = turns + 1 end)
+      ping:send(1)
+      assert.equal(1, pong:recv())
+      assert.equal(0, turns, "the sleep(0) queued before the hand-offs has not come back yet")
+      -- A long exchange lets the loop go round: the sleeper gets its turns.
+      local spinner = lunet.spawn(function()
+        while true do lunet.sleep(0); turns = turns + 1 end
+      end)
+      for i = 1, 100 do
+        ping:send(i)
+        assert.equal(i, pong:recv())
+      end
+      assert.is_true(turns >= 10, "sleep(0) turns during 100 round trips: " .. turns)
+      spinner:cancel()
+      ping:close()
+    end)
+  end)
+
   it("recv and send time out with nil, 'timeout' and leave nothing behind", function()
     H.run(function()
       local ch = lunet.channel()

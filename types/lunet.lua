@@ -142,7 +142,10 @@ function lunet.getpid() end
 ---
 --- Waiting receivers are served in the order they started waiting, as are
 --- waiting senders (their values come out in that order); every wait honours
---- its own `ms`, `lunet.deadline` and `task:cancel()`. A value is delivered
+--- its own `ms`, `lunet.deadline` and `task:cancel()`. A waiter that is handed
+--- a value (or, for semaphores, wait groups and groups, its permit or its
+--- wait's end) runs once the task that woke it waits or ends: in the same
+--- loop iteration, up to 8 hand-offs deep, else in the next. A value is delivered
 --- exactly once: a send that timed out or was cancelled delivered nothing; a
 --- send that returned `true` delivered its value even if its task is
 --- cancelled before it runs again.

@@ -35,12 +35,46 @@ pub const GROUP: &CStr = c"lunet.group";
 
 const CLOSED: &str = "closed";
 
-/// The object behind the handle at `idx`, or a "expects a ..." error.
-unsafe fn arg<T>(L: *mut lua_State, idx: c_int, meta: &CStr, what: &str, kind: &str) -> Result<*mut T, Raise> {
-    match handle::get(L, idx, meta) {
-        Some(p) if !p.is_null() => Ok(p.cast()),
-        _ => Err(format!("{what} expects a {kind} (got {})", type_name(L, idx)).into()),
+/// The object behind the handle at `idx`, or a "expects a ..." error. For
+/// the methods built by [`methods`], whose upvalue 2 is the metatable of
+/// their kind of handle: the same check as `handle::get`, without looking
+/// the metatable up by name on every call (these are the hot paths).
+unsafe fn arg<T>(L: *mut lua_State, idx: c_int, what: &str, kind: &str) -> Result<*mut T, Raise> {
+    if ffi::lua_type(L, idx) == ffi::LUA_TUSERDATA && ffi::lua_getmetatable(L, idx) != 0 {
+        let same = ffi::lua_rawequal(L, -1, ffi::lua_upvalueindex(2)) != 0;
+        ffi::lua_settop(L, -2);
+        let slot = ffi::lua_touserdata(L, idx) as *mut *mut c_void;
+        if same && !(*slot).is_null() {
+            return Ok((*slot).cast());
+        }
     }
+    Err(format!("{what} expects a {kind} (got {})", type_name(L, idx)).into())
+}
+
+/// Pushes the methods table of the handles registered as `meta` (creating
+/// the metatable if needed): closures over the runtime and the metatable,
+/// the waiting ones behind the yield guard (named `<prefix>.<name>`).
+unsafe fn methods(
+    L: *mut lua_State,
+    rt: *mut Runtime,
+    prefix: &str,
+    meta: &CStr,
+    fns: &[(&CStr, ffi::lua_CFunction, Kind)],
+) -> Result<(), Raise> {
+    ffi::luaL_newmetatable(L, meta.as_ptr());
+    let mt = ffi::lua_gettop(L);
+    ffi::lua_createtable(L, 0, fns.len() as c_int);
+    for &(name, f, kind) in fns {
+        ffi::lua_pushlightuserdata(L, rt.cast());
+        ffi::lua_pushvalue(L, mt);
+        ffi::lua_pushcclosure(L, f, 2);
+        if kind == Kind::Yields {
+            lunet_abi::lua::guard(L, &format!("{prefix}.{}", name.to_str().unwrap_or("?")))?;
+        }
+        ffi::lua_setfield(L, -2, name.as_ptr());
+    }
+    ffi::lua_remove(L, mt);
+    Ok(())
 }
 
 /// A whole number argument in `lo..=hi` (`default` when absent).
@@ -130,7 +164,7 @@ lua_fn! {
 lua_fn! {
     /// `ch:send(v [, ms])` -> `true` | `nil, "closed"` | `nil, "timeout"`
     pub fn l_send(L) {
-        let c: *mut Chan = arg(L, 1, CHANNEL, "channel:send", "channel")?;
+        let c: *mut Chan = arg(L, 1, "channel:send", "channel")?;
         if ffi::lua_type(L, 2) <= ffi::LUA_TNIL {
             return Err("channel:send: cannot send nil".into());
         }
@@ -174,7 +208,7 @@ lua_fn! {
 lua_fn! {
     /// `ch:recv([ms])` -> `v` | `nil, "closed"` | `nil, "timeout"`
     pub fn l_recv(L) {
-        let c: *mut Chan = arg(L, 1, CHANNEL, "channel:recv", "channel")?;
+        let c: *mut Chan = arg(L, 1, "channel:recv", "channel")?;
         let ms = opt_ms(L, 2, "channel:recv")?;
         let rt = runtime::of(L);
         match (*c).core.recv() {
@@ -202,7 +236,7 @@ lua_fn! {
     /// `ch:close()`: no more sends; waiting receivers and senders get
     /// `nil, "closed"`; buffered values can still be received.
     pub fn l_close(L) {
-        let c: *mut Chan = arg(L, 1, CHANNEL, "channel:close", "channel")?;
+        let c: *mut Chan = arg(L, 1, "channel:close", "channel")?;
         let rt = runtime::of(L);
         if let Some((receivers, senders)) = (*c).core.close() {
             for r in receivers {
@@ -221,7 +255,7 @@ lua_fn! {
 lua_fn! {
     /// `ch:len()`, `#ch` -> the number of buffered values.
     pub fn l_len(L) {
-        let c: *mut Chan = arg(L, 1, CHANNEL, "channel:len", "channel")?;
+        let c: *mut Chan = arg(L, 1, "channel:len", "channel")?;
         ffi::lua_pushnumber(L, (*c).core.len() as f64);
         Ok(1)
     }
@@ -284,7 +318,7 @@ lua_fn! {
 lua_fn! {
     /// `sem:acquire([ms])` -> `true` | `nil, "timeout"`
     pub fn l_acquire(L) {
-        let s: *mut Sem = arg(L, 1, SEMAPHORE, "semaphore:acquire", "semaphore")?;
+        let s: *mut Sem = arg(L, 1, "semaphore:acquire", "semaphore")?;
         let ms = opt_ms(L, 2, "semaphore:acquire")?;
         if (*s).core.try_acquire() {
             ffi::lua_pushboolean(L, 1);
@@ -303,7 +337,7 @@ lua_fn! {
     /// `sem:release()`: gives a permit back (to the longest waiter, if any).
     /// Raises if no permit is held.
     pub fn l_release(L) {
-        let s: *mut Sem = arg(L, 1, SEMAPHORE, "semaphore:release", "semaphore")?;
+        let s: *mut Sem = arg(L, 1, "semaphore:release", "semaphore")?;
         let rt = runtime::of(L);
         loop {
             match (*s).core.release() {
@@ -323,7 +357,7 @@ lua_fn! {
 lua_fn! {
     /// `sem:available()` -> permits free now.
     pub fn l_available(L) {
-        let s: *mut Sem = arg(L, 1, SEMAPHORE, "semaphore:available", "semaphore")?;
+        let s: *mut Sem = arg(L, 1, "semaphore:available", "semaphore")?;
         ffi::lua_pushnumber(L, (*s).core.available() as f64);
         Ok(1)
     }
@@ -397,7 +431,7 @@ unsafe fn wg_add(L: *mut lua_State, w: *mut Wg, n: i64, what: &str) -> Result<c_
 lua_fn! {
     /// `wg:add([n])`: adds `n` (default 1, may be negative) to the counter.
     pub fn l_add(L) {
-        let w: *mut Wg = arg(L, 1, WAITGROUP, "waitgroup:add", "waitgroup")?;
+        let w: *mut Wg = arg(L, 1, "waitgroup:add", "waitgroup")?;
         let n = int_arg(L, 2, Some(1), -(1 << 53), 1 << 53, "waitgroup:add")?;
         wg_add(L, w, n, "waitgroup:add")
     }
@@ -406,7 +440,7 @@ lua_fn! {
 lua_fn! {
     /// `wg:done()`: `wg:add(-1)`.
     pub fn l_done(L) {
-        let w: *mut Wg = arg(L, 1, WAITGROUP, "waitgroup:done", "waitgroup")?;
+        let w: *mut Wg = arg(L, 1, "waitgroup:done", "waitgroup")?;
         wg_add(L, w, -1, "waitgroup:done")
     }
 }
@@ -414,7 +448,7 @@ lua_fn! {
 lua_fn! {
     /// `wg:count()` -> the counter.
     pub fn l_count(L) {
-        let w: *mut Wg = arg(L, 1, WAITGROUP, "waitgroup:count", "waitgroup")?;
+        let w: *mut Wg = arg(L, 1, "waitgroup:count", "waitgroup")?;
         ffi::lua_pushnumber(L, (*w).core.count() as f64);
         Ok(1)
     }
@@ -423,7 +457,7 @@ lua_fn! {
 lua_fn! {
     /// `wg:wait([ms])` -> `true` (the counter is zero) | `nil, "timeout"`
     pub fn l_wg_wait(L) {
-        let w: *mut Wg = arg(L, 1, WAITGROUP, "waitgroup:wait", "waitgroup")?;
+        let w: *mut Wg = arg(L, 1, "waitgroup:wait", "waitgroup")?;
         let ms = opt_ms(L, 2, "waitgroup:wait")?;
         if !(*w).core.must_wait() {
             ffi::lua_pushboolean(L, 1);
@@ -682,7 +716,7 @@ lua_fn! {
 lua_fn! {
     /// `g:spawn(fn, ...)` -> task | `nil, "cancelled"` (the group was cancelled).
     pub fn l_group_spawn(L) {
-        let g: *mut Group = arg(L, 1, GROUP, "group:spawn", "group")?;
+        let g: *mut Group = arg(L, 1, "group:spawn", "group")?;
         if ffi::lua_type(L, 2) != ffi::LUA_TFUNCTION {
             return Err(format!("group:spawn expects a function (got {})", type_name(L, 2)).into());
         }
@@ -703,7 +737,7 @@ lua_fn! {
     /// `g:_wait([ms])`: the waiting half of `g:wait` -> `true` once every
     /// child has ended | `nil, "timeout"` (the children are cancelled).
     pub fn l_group_wait(L) {
-        let g: *mut Group = arg(L, 1, GROUP, "group:wait", "group")?;
+        let g: *mut Group = arg(L, 1, "group:wait", "group")?;
         let ms = opt_ms(L, 2, "group:wait")?;
         if (*g).live.is_empty() {
             ffi::lua_pushboolean(L, 1);
@@ -726,7 +760,7 @@ lua_fn! {
     /// `g:_outcome()` -> what `g:wait` returns once every child has ended:
     /// `true` | `false, err, task` (the first failure) | `false, "cancelled"`
     pub fn l_group_outcome(L) {
-        let g: *mut Group = arg(L, 1, GROUP, "group:wait", "group")?;
+        let g: *mut Group = arg(L, 1, "group:wait", "group")?;
         let f = (*g).failed;
         if !f.is_null() {
             ffi::lua_pushboolean(L, 0);
@@ -747,7 +781,7 @@ lua_fn! {
 lua_fn! {
     /// `g:cancel()`: cancels every child; later spawns return `nil, "cancelled"`.
     pub fn l_group_cancel(L) {
-        let g: *mut Group = arg(L, 1, GROUP, "group:cancel", "group")?;
+        let g: *mut Group = arg(L, 1, "group:cancel", "group")?;
         group_cancel(runtime::of(L), g);
         Ok(0)
     }
@@ -756,7 +790,7 @@ lua_fn! {
 lua_fn! {
     /// `g:size()` -> the number of live children.
     pub fn l_group_size(L) {
-        let g: *mut Group = arg(L, 1, GROUP, "group:size", "group")?;
+        let g: *mut Group = arg(L, 1, "group:size", "group")?;
         ffi::lua_pushnumber(L, (*g).live.len() as f64);
         Ok(1)
     }
@@ -795,7 +829,7 @@ lua_fn! {
 /// # Safety
 /// `L` valid.
 pub unsafe fn set_metatables(L: *mut lua_State, rt: *mut Runtime) -> Result<(), Raise> {
-    runtime::new_module(L, rt, "channel", &[
+    methods(L, rt, "channel", CHANNEL, &[
         (c"send", l_send, Kind::Yields),
         (c"recv", l_recv, Kind::Yields),
         (c"close", l_close, Kind::Plain),
@@ -803,11 +837,11 @@ pub unsafe fn set_metatables(L: *mut lua_State, rt: *mut Runtime) -> Result<(), 
     ])?;
     handle::set_metatable(L, rt.cast(), CHANNEL, l_chan_gc, l_chan_tostring);
     ffi::lua_getfield(L, ffi::LUA_REGISTRYINDEX, CHANNEL.as_ptr());
-    runtime::push_fn(L, rt, l_len);
+    ffi::lua_getfield(L, -2, c"len".as_ptr());
     ffi::lua_setfield(L, -2, c"__len".as_ptr());
     ffi::lua_settop(L, -3);
 
-    runtime::new_module(L, rt, "semaphore", &[
+    methods(L, rt, "semaphore", SEMAPHORE, &[
         (c"acquire", l_acquire, Kind::Yields),
         (c"release", l_release, Kind::Plain),
         (c"available", l_available, Kind::Plain),
@@ -815,7 +849,7 @@ pub unsafe fn set_metatables(L: *mut lua_State, rt: *mut Runtime) -> Result<(), 
     handle::set_metatable(L, rt.cast(), SEMAPHORE, l_sem_gc, l_sem_tostring);
     ffi::lua_settop(L, -2);
 
-    runtime::new_module(L, rt, "waitgroup", &[
+    methods(L, rt, "waitgroup", WAITGROUP, &[
         (c"add", l_add, Kind::Plain),
         (c"done", l_done, Kind::Plain),
         (c"count", l_count, Kind::Plain),
@@ -824,7 +858,7 @@ pub unsafe fn set_metatables(L: *mut lua_State, rt: *mut Runtime) -> Result<(), 
     handle::set_metatable(L, rt.cast(), WAITGROUP, l_wg_gc, l_wg_tostring);
     ffi::lua_settop(L, -2);
 
-    runtime::new_module(L, rt, "group", &[
+    methods(L, rt, "group", GROUP, &[
         (c"spawn", l_group_spawn, Kind::Plain),
         (c"wait", l_group_wait, Kind::Yields), // the Lua side wraps it
         (c"_outcome", l_group_outcome, Kind::Plain),
