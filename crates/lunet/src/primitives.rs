@@ -341,7 +341,7 @@ lua_fn! {
         let rt = runtime::of(L);
         loop {
             match (*s).core.release() {
-                Err(()) => return Err("semaphore:release: no permit is held (more releases than acquires)".into()),
+                Err(_) => return Err("semaphore:release: no permit is held (more releases than acquires)".into()),
                 Ok(None) => return Ok(0),
                 Ok(Some(w)) => {
                     if sched::wake_later(rt, w, Wake::True) {
@@ -417,7 +417,7 @@ lua_fn! {
 
 unsafe fn wg_add(L: *mut lua_State, w: *mut Wg, n: i64, what: &str) -> Result<c_int, Raise> {
     match (*w).core.add(n) {
-        Err(()) => Err(format!("{what}: the counter would go below zero ({} + {n})", (*w).core.count()).into()),
+        Err(_) => Err(format!("{what}: the counter would go below zero ({} + {n})", (*w).core.count()).into()),
         Ok(woken) => {
             let rt = runtime::of(L);
             for id in woken {

@@ -202,6 +202,14 @@ impl<W: PartialEq + Copy, V, X: PartialEq> Channel<W, V, X> {
     }
 }
 
+/// `Semaphore::release` with no permit held.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotHeld;
+
+/// `WaitGroup::add` that would take the counter below zero.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BelowZero;
+
 /// A counting semaphore with `n` permits. A permit released while tasks
 /// wait goes straight to the one that waited longest (nobody can overtake
 /// a waiter). Releasing more permits than are held is an error.
@@ -243,9 +251,9 @@ impl<W: PartialEq + Copy> Semaphore<W> {
 
     /// Gives a permit back: `Err` if none is held; `Ok(Some(w))` if it went
     /// to the waiter `w` (wake it: it holds the permit now).
-    pub fn release(&mut self) -> Result<Option<W>, ()> {
+    pub fn release(&mut self) -> Result<Option<W>, NotHeld> {
         if self.held == 0 {
-            return Err(());
+            return Err(NotHeld);
         }
         if let Some(w) = self.waiters.pop_front() {
             return Ok(Some(w));
@@ -280,9 +288,9 @@ impl<W: PartialEq + Copy> WaitGroup<W> {
 
     /// Adds `n` (may be negative). `Err` (and no change) if the counter
     /// would go below zero; else the waiters to wake if it reached zero.
-    pub fn add(&mut self, n: i64) -> Result<Vec<W>, ()> {
+    pub fn add(&mut self, n: i64) -> Result<Vec<W>, BelowZero> {
         let next = if n >= 0 { self.count.checked_add(n as u64) } else { self.count.checked_sub(n.unsigned_abs()) };
-        let Some(next) = next else { return Err(()) };
+        let Some(next) = next else { return Err(BelowZero) };
         self.count = next;
         if next == 0 {
             Ok(self.waiters.drain(..).collect())
@@ -487,7 +495,7 @@ mod tests {
     #[test]
     fn semaphore_hands_permits_in_fifo_order_and_refuses_extra_releases() {
         let mut s = Semaphore::new(1);
-        assert_eq!(s.release(), Err(()), "nothing held");
+        assert_eq!(s.release(), Err(NotHeld), "nothing held");
         assert!(s.try_acquire());
         assert!(!s.try_acquire());
         s.park(1);
@@ -499,7 +507,7 @@ mod tests {
         assert_eq!(s.available(), 0);
         assert_eq!(s.release(), Ok(None));
         assert_eq!(s.available(), 1);
-        assert_eq!(s.release(), Err(()));
+        assert_eq!(s.release(), Err(NotHeld));
         assert_eq!(s.available(), 1);
     }
 
@@ -517,17 +525,17 @@ mod tests {
     fn waitgroup_wakes_everyone_at_zero_and_refuses_negative_counts() {
         let mut g = WaitGroup::default();
         assert!(!g.must_wait());
-        assert_eq!(g.add(-1), Err(()));
+        assert_eq!(g.add(-1), Err(BelowZero));
         assert_eq!(g.add(2), Ok(vec![]));
         g.park(1);
         g.park(2);
         g.park(3);
         assert!(g.cancel(2));
         assert_eq!(g.add(-1), Ok(vec![]));
-        assert_eq!(g.add(-2), Err(()));
+        assert_eq!(g.add(-2), Err(BelowZero));
         assert_eq!(g.count(), 1);
         assert_eq!(g.add(-1), Ok(vec![1, 3]));
         assert!(!g.has_waiters());
-        assert_eq!(g.add(i64::MIN), Err(()));
+        assert_eq!(g.add(i64::MIN), Err(BelowZero));
     }
 }
