@@ -307,6 +307,77 @@ describe("lunet.channel", function()
     end)
   end)
 
+  it("delivers exactly the values whose send returned true, once each, under timeouts and cancellations", function()
+    for _, cap in ipairs({ 0, 1, 4 }) do
+      local seed = 12345 + cap
+      local function rnd(n)
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n
+      end
+      local sent, failed, got = {}, {}, {}
+      H.run(function()
+        local ch = lunet.channel(cap)
+        local tasks = {}
+        for p = 1, 20 do
+          tasks[#tasks + 1] = lunet.spawn(function()
+            for i = 1, 20 do
+              local v = p * 1000 + i
+              local ms = rnd(3) == 0 and rnd(3) or nil
+              -- A cancellation can land between the send and the next line:
+              -- mark the value first, settle it after.
+              failed[v] = "pending"
+              local ok = ch:send(v, ms)
+              failed[v] = nil
+              if ok then sent[v] = true else failed[v] = true end
+              if rnd(4) == 0 then lunet.sleep(rnd(2)) end
+            end
+          end)
+        end
+        for _ = 1, 8 do
+          tasks[#tasks + 1] = lunet.spawn(function()
+            while true do
+              local v = ch:recv(rnd(2) == 0 and rnd(4) or nil)
+              if v then
+                assert(got[v] == nil, "value received twice: " .. v)
+                got[v] = true
+              end
+              if rnd(5) == 0 then lunet.sleep(0) end
+            end
+          end)
+        end
+        for _ = 1, 30 do
+          lunet.sleep(rnd(2))
+          local t = tasks[rnd(#tasks) + 1]
+          t:cancel()
+        end
+        lunet.sleep(10)
+        for _, t in ipairs(tasks) do t:cancel() end
+        for _, t in ipairs(tasks) do t:join() end
+        -- Drain what is still buffered.
+        while true do
+          local v = ch:recv(0)
+          if v == nil then break end
+          assert(got[v] == nil, "value received twice: " .. v)
+          got[v] = true
+        end
+      end)
+      local n_sent, n_failed, n_cancelled = 0, 0, 0
+      for v in pairs(sent) do
+        assert(got[v], "value sent but never received: " .. v)
+        n_sent = n_sent + 1
+      end
+      for v, how in pairs(failed) do
+        -- Timed out, or cancelled in the send ("pending"): nothing delivered.
+        assert(not got[v], "a failed send delivered its value: " .. v)
+        if how == "pending" then n_cancelled = n_cancelled + 1 else n_failed = n_failed + 1 end
+      end
+      for v in pairs(got) do assert(sent[v], "received a value whose send did not succeed: " .. v) end
+      -- The run exercised every path.
+      assert(n_sent > 0 and n_failed > 0 and n_cancelled > 0,
+        ("cap %d: %d sent, %d timed out, %d cancelled in send"):format(cap, n_sent, n_failed, n_cancelled))
+    end
+  end)
+
   it("raises for bad capacities, bad times and values that are not channels", function()
     raises("lunet.channel expects a whole number from 0", lunet.channel, -1)
     raises("lunet.channel expects a whole number from 0", lunet.channel, 1.5)
