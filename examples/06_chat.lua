@@ -16,21 +16,11 @@ local socket = require("lunet.socket")
 local OUTBOX = 64     -- lines queued for one client before it counts as stuck
 local clients = {}    -- connection -> its outbox
 
--- An iterator over the lines (without "\n") a connection receives.
+-- An iterator over the lines (without their end) a connection receives,
+-- each at most 4 KiB; it ends with the connection or at an overlong line.
 local function lines(conn)
-  local buf = ""
   return function()
-    while true do
-      local i = buf:find("\n", 1, true)
-      if i then
-        local line = buf:sub(1, i - 1):gsub("\r$", "")
-        buf = buf:sub(i + 1)
-        return line
-      end
-      local data = socket.read(conn)
-      if not data then return nil end
-      buf = buf .. data
-    end
+    return (socket.read(conn, "*l", { max = 4096 }))
   end
 end
 
@@ -128,4 +118,5 @@ if mode == "demo" then
   lunet.spawn(demo, listener, port)
 else
   print(("chat on 127.0.0.1:%d (try: nc 127.0.0.1 %d)"):format(port, port))
+  io.stdout:flush()
 end
