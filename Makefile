@@ -75,6 +75,7 @@ bench: build
 	build/release/lunet-run bench/core.lua
 	build/release/lunet-run bench/fs.lua
 	build/release/lunet-run bench/udp.lua
+	bench/sync.sh
 	$(CARGO) build --release -p lunet-sqlite3 --example sqlite3_floor
 	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor build/release/lunet-run bench/sqlite3.lua
 	@scripts/db-up.sh mysql

@@ -14,12 +14,14 @@ pub mod connect;
 pub mod dns;
 pub mod fs;
 pub mod pipe;
+pub mod primitives;
 pub mod readbuf;
 pub mod runtime;
 pub mod sched;
 pub mod signal;
 pub mod socket;
 pub mod sockopt;
+pub mod sync;
 pub mod stream;
 pub mod tcp;
 pub mod timer;
@@ -55,6 +57,11 @@ lua_fn! {
             (c"hrtime", timer::l_hrtime, Plain),
             (c"getpid", timer::l_getpid, Plain),
             (c"stop", runtime::l_stop_all, Plain),
+            (c"channel", primitives::l_channel, Plain),
+            (c"semaphore", primitives::l_semaphore, Plain),
+            (c"waitgroup", primitives::l_waitgroup, Plain),
+            (c"group", primitives::l_group, Plain),
+            (c"wait_any", primitives::l_wait_any, Yields),
             (c"_deadline_push", task::l_deadline_push, Plain),
             (c"_deadline_pop", task::l_deadline_pop, Plain),
             (c"_exit_if_busy", runtime::l_exit_if_busy, Plain),
@@ -65,12 +72,14 @@ lua_fn! {
             (c"_stop", runtime::l_stop, Plain),
         ])?;
         task::set_metatable(L, rt)?; // leaves the task methods on the stack
-        // The parts written in Lua: deadline, every, task:join.
+        primitives::set_metatables(L, rt)?; // leaves the group methods
+        // The parts written in Lua: deadline, every, task:join, group:wait.
         run_chunk(L, CORE_LUA, c"=lunet").map_err(|e| format!("lunet: {e}"))?;
-        ffi::lua_pushvalue(L, -3);
-        ffi::lua_pushvalue(L, -3);
-        ffi::lua_call(L, 2, 0);
-        ffi::lua_settop(L, -2);
+        ffi::lua_pushvalue(L, -4);
+        ffi::lua_pushvalue(L, -4);
+        ffi::lua_pushvalue(L, -4);
+        ffi::lua_call(L, 3, 0);
+        ffi::lua_settop(L, -3);
         Ok(1 as c_int)
     }
 }
