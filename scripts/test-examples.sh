@@ -62,7 +62,7 @@ check_http() { # name, script, checks...
 check hello "$build/lunet-run examples/hello.lua" \
   "main chunk finished" "fast   tick 3 (every 10 ms)" "medium done" "slow   done"
 
-check 06_chat "$build/lunet-run examples/06_chat.lua demo" \
+check 07_chat "$build/lunet-run examples/07_chat.lua demo" \
   "alice got: * welcome, alice" "bob got: alice: hello, everyone" "carol got: alice: hello, everyone" "chat demo:	true"
 
 check 03_db_sqlite3 "$build/lunet-run examples/03_db_sqlite3.lua" \

@@ -1,7 +1,7 @@
 -- A TCP chat room: every line a client sends goes to every other client.
 --
---   build/release/lunet-run examples/06_chat.lua [port]   serve (default 7000)
---   build/release/lunet-run examples/06_chat.lua demo     three clients chat over
+--   build/release/lunet-run examples/07_chat.lua [port]   serve (default 7000)
+--   build/release/lunet-run examples/07_chat.lua demo     three clients chat over
 --                                                         loopback, then it exits
 --
 -- A client's first line is its name. Each client has an outbox, a channel
