@@ -86,6 +86,7 @@ bench: build
 	LUNET_POSTGRES_FLOOR=target/release/examples/postgres_floor build/release/lunet-run bench/postgres.lua
 	@scripts/deps.sh bench
 	bench/net.sh
+	bench/tls.sh
 	bench/compare.sh
 
 ## Regenerates the API reference from the annotations in types/.
