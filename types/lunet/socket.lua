@@ -119,7 +119,8 @@ function socket.starttls(conn, options) end
 --- `version` (`"TLSv1.2"`, `"TLSv1.3"`), `cipher` (e.g.
 --- `"TLS13_AES_128_GCM_SHA256"`), `alpn` (the protocol, if any),
 --- `server_name` (on a server: the SNI name the client asked for),
---- `peer_certificate` (the peer's certificate, DER bytes, if it sent one),
+--- `peer_subject` (the subject of the peer's certificate, RFC 4514 text such
+--- as `"CN=localhost"`), `peer_certificate` (that certificate, DER bytes),
 --- `resumed` (the handshake resumed an earlier session). Fields not known yet
 --- (during the handshake) are absent. Does not yield.
 ---@param conn lunet.socket.Connection a connection
@@ -339,6 +340,7 @@ function socket.settimeouts(handle, connect_ms, send_ms, read_ms) end
 ---@field cipher? string the cipher suite
 ---@field alpn? string the negotiated protocol
 ---@field server_name? string on a server: the name the client asked for (SNI)
+---@field peer_subject? string the subject of the peer's certificate (`"CN=localhost,O=..."`)
 ---@field peer_certificate? string the peer's certificate (DER)
 ---@field resumed boolean whether the session was resumed
 

@@ -732,6 +732,7 @@ lua_fn! {
         set(c"alpn", info.alpn.as_deref());
         set(c"server_name", info.server_name.as_deref().map(str::as_bytes));
         set(c"peer_certificate", info.peer_cert.as_deref());
+        set(c"peer_subject", info.peer_subject.as_deref().map(str::as_bytes));
         ffi::lua_pushboolean(L, info.resumed as c_int);
         ffi::lua_setfield(L, -2, c"resumed".as_ptr());
         Ok(1)

@@ -341,9 +341,17 @@ impl Session {
             Connection::Client(_) => None,
         };
         let peer_cert = self.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref().to_vec());
+        let peer_subject = peer_cert.as_deref().and_then(subject_of);
         let resumed = matches!(self.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
-        Info { version, cipher, alpn, server_name, peer_cert, resumed }
+        Info { version, cipher, alpn, server_name, peer_cert, peer_subject, resumed }
     }
+}
+
+/// The subject of a DER certificate, as RFC 4514 text.
+pub fn subject_of(der: &[u8]) -> Option<String> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    Some(cert.tbs_certificate.subject.to_string())
 }
 
 pub struct Info {
@@ -352,6 +360,8 @@ pub struct Info {
     pub alpn: Option<Vec<u8>>,
     pub server_name: Option<String>,
     pub peer_cert: Option<Vec<u8>>,
+    /// Its subject as RFC 4514 text (`CN=localhost`).
+    pub peer_subject: Option<String>,
     /// The handshake resumed an earlier session.
     pub resumed: bool,
 }
