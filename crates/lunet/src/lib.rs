@@ -35,6 +35,11 @@ use lunet_abi::lua_fn;
 
 use runtime::Kind::{Plain, Yields};
 
+/// The release, from the Cargo workspace (the one place that holds it): every
+/// module's `_VERSION`, and through it `lunet-run --version` and the rockspecs
+/// (spec/version_spec.lua checks them).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 lua_fn! {
     /// `require("lunet")`
     #[no_mangle]

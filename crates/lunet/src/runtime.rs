@@ -11,7 +11,7 @@ use std::ptr;
 
 use libuv_sys2 as uv;
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::{guard, Raise};
+use lunet_abi::lua::{guard, push_bytes, Raise};
 use lunet_abi::{lua_fn, LunetAbi, ABI_VERSION, REGISTRY_KEY};
 
 use crate::{connect, fs, sched, signal, stream, trace, udp, work};
@@ -174,7 +174,9 @@ pub unsafe fn new_module(
     prefix: &str,
     fns: &[(&CStr, ffi::lua_CFunction, Kind)],
 ) -> Result<(), Raise> {
-    ffi::lua_createtable(L, 0, fns.len() as c_int);
+    ffi::lua_createtable(L, 0, fns.len() as c_int + 1);
+    push_bytes(L, crate::VERSION.as_bytes());
+    ffi::lua_setfield(L, -2, c"_VERSION".as_ptr());
     for &(name, f, kind) in fns {
         push_fn(L, rt, f);
         if kind == Kind::Yields {
