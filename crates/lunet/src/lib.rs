@@ -66,6 +66,7 @@ lua_fn! {
             (c"_pending", runtime::l_pending, Plain),
             (c"_stop", runtime::l_stop, Plain),
         ])?;
+        runtime::set_version(L);
         task::set_metatable(L, rt)?; // leaves the task methods on the stack
         // The parts written in Lua: deadline, every, task:join.
         run_chunk(L, CORE_LUA, c"=lunet").map_err(|e| format!("lunet: {e}"))?;
@@ -109,6 +110,7 @@ lua_fn! {
             (c"settimeout", socket::l_settimeout, Plain),
             (c"settimeouts", socket::l_settimeouts, Plain),
         ])?;
+        runtime::set_version(L);
         socket::set_metatable(L, rt);
         Ok(1 as c_int)
     }
@@ -129,6 +131,7 @@ lua_fn! {
             (c"settimeout", udp::l_settimeout, Plain),
             (c"_always_queue", udp::l_always_queue, Plain),
         ])?;
+        runtime::set_version(L);
         udp::set_metatable(L, rt);
         Ok(1 as c_int)
     }
@@ -147,6 +150,7 @@ lua_fn! {
             (c"stat", fs::l_stat, Yields),
             (c"scandir", fs::l_scandir, Yields),
         ])?;
+        runtime::set_version(L);
         Ok(1 as c_int)
     }
 }
@@ -157,6 +161,7 @@ lua_fn! {
     pub fn luaopen_lunet_signal(L) {
         let rt = runtime::ensure(L)?;
         runtime::new_module(L, rt, "signal", &[(c"wait", signal::l_wait, Yields)])?;
+        runtime::set_version(L);
         Ok(1 as c_int)
     }
 }

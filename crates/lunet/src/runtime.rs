@@ -174,9 +174,7 @@ pub unsafe fn new_module(
     prefix: &str,
     fns: &[(&CStr, ffi::lua_CFunction, Kind)],
 ) -> Result<(), Raise> {
-    ffi::lua_createtable(L, 0, fns.len() as c_int + 1);
-    push_bytes(L, crate::VERSION.as_bytes());
-    ffi::lua_setfield(L, -2, c"_VERSION".as_ptr());
+    ffi::lua_createtable(L, 0, fns.len() as c_int);
     for &(name, f, kind) in fns {
         push_fn(L, rt, f);
         if kind == Kind::Yields {
@@ -185,6 +183,16 @@ pub unsafe fn new_module(
         ffi::lua_setfield(L, -2, name.as_ptr());
     }
     Ok(())
+}
+
+/// Sets `_VERSION` (the workspace's version) in the module table on top of
+/// the stack. Every `luaopen_*` calls it: spec/version_spec.lua checks them.
+///
+/// # Safety
+/// `L` must be valid with a table on top and a free stack slot.
+pub unsafe fn set_version(L: *mut lua_State) {
+    push_bytes(L, crate::VERSION.as_bytes());
+    ffi::lua_setfield(L, -2, c"_VERSION".as_ptr());
 }
 
 /// Pushes `f` as a closure over the runtime.
