@@ -42,7 +42,7 @@ local lunet = {}
 --- lunet call stays alive even if nothing in the program refers to it or to
 --- its handle; scripts that ignore the returned task are unaffected. Raises if
 --- `fn` is not a function.
----@param fn function what the task runs
+---@param fn async fun(...): any... what the task runs
 ---@param ... any arguments handed to `fn`
 ---@return lunet.Task task the new task
 function lunet.spawn(fn, ...) end
@@ -90,7 +90,7 @@ function lunet.current() end
 --- (`lunet.deadline must be called from a task`), when `ms` is not a valid
 --- time or `fn` not a function. Does not itself yield, but `fn` may.
 ---@param ms number the time limit, in milliseconds from now (0 or more)
----@param fn function the code to run under the limit
+---@param fn async fun(...): any... the code to run under the limit (in the calling task)
 ---@param ... any arguments handed to `fn`
 ---@return any results what `fn` returned, all of it
 function lunet.deadline(ms, fn, ...) end
@@ -101,7 +101,7 @@ function lunet.deadline(ms, fn, ...) end
 --- reported like any task error. Raises unless `ms` is a number, 0 or more and
 --- finite, and `fn` a function.
 ---@param ms number the pause before each call, in milliseconds
----@param fn function the function to call
+---@param fn async fun(...): any... the function to call (in the repeating task)
 ---@param ... any arguments handed to `fn` on every call
 ---@return lunet.Task task the repeating task
 function lunet.every(ms, fn, ...) end

@@ -65,6 +65,7 @@ M.array = {}
 
 -- Reads one request from `conn`, using and updating the leftover `buf`.
 -- Returns req, buf — or nil, status (for a bad request), or nil at EOF.
+---@async
 local function read_request(conn, buf)
   local head_end
   while true do
@@ -104,6 +105,7 @@ local function read_request(conn, buf)
     headers = headers, body = body, keep_alive = keep }, buf
 end
 
+---@async
 local function send(conn, status, body, content_type, keep)
   local head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n")
     :format(status, REASONS[status] or "Unknown", content_type, #body, keep and "keep-alive" or "close")
@@ -111,6 +113,7 @@ local function send(conn, status, body, content_type, keep)
   return socket.write(conn, head .. body)
 end
 
+---@async
 local function serve_connection(conn, handler)
   local buf = ""
   while true do
