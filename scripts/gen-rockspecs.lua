@@ -8,16 +8,18 @@
 --   luajit scripts/gen-rockspecs.lua            (make rockspecs) writes them
 --   luajit scripts/gen-rockspecs.lua --check    exits 1 if one is missing or differs
 --
--- As a module (`dofile`), returns { version = fn(), generate = fn(scm_text, version) }
--- for spec/version_spec.lua.
+-- As a module (`dofile`), returns its functions (version, generate, files,
+-- read) for spec/version_spec.lua.
 local M = {}
 
-local function read(path)
+--- The whole file at `path`.
+function M.read(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("*a")
   f:close()
   return s
 end
+local read = M.read
 
 --- The workspace version from Cargo.toml.
 function M.version(root)

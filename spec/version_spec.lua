@@ -5,13 +5,7 @@ local H = require("spec.helper")
 local gen = dofile("scripts/gen-rockspecs.lua")
 
 local VERSION = gen.version()
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = gen.read
 
 describe("the version", function()
   it("is a release number in Cargo.toml", function()
