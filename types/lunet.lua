@@ -11,8 +11,13 @@
 --- where Lua cannot yield (a `table.sort` comparator, a `string.gsub`
 --- callback) it raises `<module>.<fn> called in non-yieldable context`, before
 --- anything has started. Failures of the outside world (a refused connection,
---- a missing file, an SQL error) are returned as `nil` and a message; mistakes
---- in the program (an argument of the wrong type) raise an error.
+--- a missing file, an SQL error) are returned as `nil` and a message, and so
+--- is anything wrong with what a call acts on (a handle, a descriptor, a path,
+--- an address: often the unchecked result of an earlier call), with C lunet's
+--- strings (`"invalid socket handle"`, `"fs.read requires fd and length"`).
+--- Mistakes in how to act (a length, data, a mode, an option or a timeout of
+--- the wrong type) raise an error, such as
+--- `bad argument #2 to 'fs.read' (number expected, got nil)`.
 ---
 --- Every wait (sleep, accept, connect, read, write, UDP receive, file
 --- operations, signal waits, database statements, `task:join`) can end early:
