@@ -3,7 +3,8 @@
 --
 --   lunet-run bench/echo_lunet.lua [port]     (0 or nothing = any free port)
 --
--- ECHO_READ_SIZE=n sets socket.set_read_buffer_size(n) first (for
+-- ECHO_EXACT=n reads exactly n bytes per message with socket.read(conn, n)
+-- (bench/net.sh runs both forms). ECHO_READ_SIZE=n sets socket.set_read_buffer_size(n) first (for
 -- experiments; bench/net.sh runs it with the default 64 KiB).
 local lunet = require("lunet")
 local socket = require("lunet.socket")
@@ -12,10 +13,11 @@ local read_size = tonumber(os.getenv("ECHO_READ_SIZE") or "")
 if read_size then socket.set_read_buffer_size(read_size) end
 
 local read, write = socket.read, socket.write
+local exact = tonumber(os.getenv("ECHO_EXACT") or "")
 
 local function echo(conn)
   while true do
-    local data = read(conn)
+    local data = read(conn, exact)
     if not data or write(conn, data) then break end
   end
   socket.close(conn)

@@ -5,6 +5,9 @@
 -- Deliberately minimal: one coroutine per connection, every complete request
 -- head ("\r\n\r\n") is answered with the same fixed response the luv and nginx
 -- servers send, one socket.write per batch of requests read together.
+-- HTTP_READ=lines reads each request line by line with socket.read(conn,
+-- "*l") instead (the streams issue's comparison: the library's line reader
+-- against the hand-rolled buffer).
 -- SIGUSR1 prints the Lua heap after a full collection (used by the
 -- idle-connection memory measurement); SIGTERM exits.
 local lunet = require("lunet")
@@ -37,6 +40,21 @@ local function serve(conn)
   end
   close(conn)
 end
+
+-- One request per blank-line-terminated head, read line by line.
+local function serve_lines(conn)
+  while true do
+    local line = read(conn, "*l")
+    if not line then break end
+    repeat
+      line = read(conn, "*l")
+    until not line or line == ""
+    if not line or write(conn, RESPONSE) then break end
+  end
+  close(conn)
+end
+
+if os.getenv("HTTP_READ") == "lines" then serve = serve_lines end
 
 local listener = assert(socket.listen("tcp", "127.0.0.1", tonumber(arg[1]) or 0))
 local _, port = socket.getsockname(listener)

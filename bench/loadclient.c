@@ -4,9 +4,11 @@
  *       CONNS connections to 127.0.0.1:PORT; each sends a SIZE-byte message,
  *       waits until all SIZE bytes came back, sends the next one, until
  *       SECONDS have passed. Prints "bytes=<echoed bytes> messages=<n> seconds=<s>".
- *   loadclient idle PORT CONNS
+ *   loadclient idle PORT CONNS [request]
  *       opens CONNS connections one after the other, prints "ready", then
  *       holds them (sending nothing) until stdin is closed or it is killed.
+ *       With "request", each connection first sends one HTTP request and
+ *       reads its response (up to the "Hello, World!" body) before "ready".
  *
  * Connects to 127.0.0.1 only.
  */
@@ -127,9 +129,26 @@ static int echo(int port, size_t size, int nconns, double seconds) {
     return 0;
 }
 
-static int idle(int port, int nconns) {
+static void one_request(int fd) {
+    static const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: loadclient\r\n\r\n";
+    if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) die("write");
+    char buf[4096];
+    size_t got = 0;
+    while (got < sizeof buf - 1) {
+        ssize_t n = read(fd, buf + got, sizeof buf - 1 - got);
+        if (n <= 0) die("read");
+        got += (size_t)n;
+        buf[got] = 0;
+        if (strstr(buf, "Hello, World!")) return;
+    }
+    die("response too long");
+}
+
+static int idle(int port, int nconns, int request) {
     int *fds = malloc(sizeof(int) * (size_t)nconns);
     for (int i = 0; i < nconns; i++) fds[i] = dial(port, 0);
+    if (request)
+        for (int i = 0; i < nconns; i++) one_request(fds[i]);
     printf("ready\n");
     fflush(stdout);
     char b;
@@ -142,8 +161,8 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (argc == 6 && strcmp(argv[1], "echo") == 0)
         return echo(atoi(argv[2]), (size_t)atol(argv[3]), atoi(argv[4]), atof(argv[5]));
-    if (argc == 4 && strcmp(argv[1], "idle") == 0)
-        return idle(atoi(argv[2]), atoi(argv[3]));
-    fprintf(stderr, "usage: loadclient echo PORT SIZE CONNS SECONDS | loadclient idle PORT CONNS\n");
+    if ((argc == 4 || (argc == 5 && strcmp(argv[4], "request") == 0)) && strcmp(argv[1], "idle") == 0)
+        return idle(atoi(argv[2]), atoi(argv[3]), argc == 5);
+    fprintf(stderr, "usage: loadclient echo PORT SIZE CONNS SECONDS | loadclient idle PORT CONNS [request]\n");
     return 2;
 }

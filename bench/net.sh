@@ -194,6 +194,7 @@ start_named() {
   port=$(free_port)
   case $1 in
     lunet) start_server lunet "$port" "$BUILD/lunet-run" bench/http_lunet.lua "$port" ;;
+    lunet-lines) HTTP_READ=lines start_server lunet-lines "$port" "$BUILD/lunet-run" bench/http_lunet.lua "$port" ;;
     luv) start_server luv "$port" luajit bench/http_luv.lua "$port" ;;
     nginx)
       nginx_conf "$RUN/nginx" "$port"
@@ -201,6 +202,7 @@ start_named() {
       ;;
     c-echo) start_server c-echo "$port" .tmp/bench/echo_server "$port" ;;
     lunet-echo) start_server lunet-echo "$port" "$BUILD/lunet-run" bench/echo_lunet.lua "$port" ;;
+    lunet-echo-n) ECHO_EXACT=$ECHO_SIZE start_server lunet-echo-n "$port" "$BUILD/lunet-run" bench/echo_lunet.lua "$port" ;;
     lunet-hold) start_server lunet-hold "$port" "$BUILD/lunet-run" bench/idle_lunet.lua "$port" ;;
   esac
 }
@@ -231,7 +233,8 @@ if [ -z "$ONLY" ] || [ "$ONLY" = http ]; then
   echo
   echo "== HTTP keep-alive hello world: wrk -t1 -c50 -d${SECS}s, $ROUNDS round(s) (server on CPU 0, wrk on CPU 1), syscalls by $COUNTER"
   for ((round = 1; round <= ROUNDS; round++)); do
-    for s in lunet luv nginx; do http_bench "$s"; done
+    for s in lunet lunet-lines luv nginx; do http_bench "$s"; done
+    add cpu_lines "$(calc "${V[cpu/lunet-lines]##* } / ${V[cpu/lunet]##* }")"
     r=${V[cpu/lunet]##* }
     add cpu_nginx "$(calc "$r / ${V[cpu/nginx]##* }")"
     add cpu_luv "$(calc "$r / ${V[cpu/luv]##* }")"
@@ -239,13 +242,14 @@ if [ -z "$ONLY" ] || [ "$ONLY" = http ]; then
     add rps_nginx "$(calc "$r / ${V[rps/nginx]##* }")"
     add rps_luv "$(calc "$r / ${V[rps/luv]##* }")"
   done
-  printf '%-6s %-22s %-20s %-18s %-20s %-20s\n' server "req/s" "CPU us/request" "syscalls/request" "p99 ms" "RSS KiB"
-  for s in lunet luv nginx; do
-    printf '%-6s %-22s %-20s %-18s %-20s %-20s\n' "$s" "$(show %.0f "rps/$s")" "$(show %.2f "cpu/$s")" \
+  printf '%-11s %-22s %-20s %-18s %-20s %-20s\n' server "req/s" "CPU us/request" "syscalls/request" "p99 ms" "RSS KiB"
+  for s in lunet lunet-lines luv nginx; do
+    printf '%-11s %-22s %-20s %-18s %-20s %-20s\n' "$s" "$(show %.0f "rps/$s")" "$(show %.2f "cpu/$s")" \
       "$(show %.2f "sys/$s")" "$(show %.2f "p99/$s")" "$(show %.0f "rss/$s")"
   done
   echo "syscalls per request by kind (last round):"
-  for s in lunet luv nginx; do echo "  $s: ${SYSTOP[$s]}"; done
+  for s in lunet lunet-lines luv nginx; do echo "  $s: ${SYSTOP[$s]}"; done
+  echo "lunet-lines/lunet (read \"*l\" vs the hand-rolled buffer): CPU per request $(show %.2f cpu_lines) (target <= 1.0: $(verdict "$(med cpu_lines)" "<=" 1.0))"
   echo "lunet/nginx: req/s $(show %.2f rps_nginx), CPU per request $(show %.2f cpu_nginx) (target <= 0.95: $(verdict "$(med cpu_nginx)" "<=" 0.95))"
   echo "lunet/luv:   req/s $(show %.2f rps_luv), CPU per request $(show %.2f cpu_luv)"
   echo "lunet syscalls per request: $(show %.2f sys/lunet) (target <= 2.1: $(verdict "$(med sys/lunet)" "<=" 2.1))"
@@ -278,30 +282,32 @@ if [ -z "$ONLY" ] || [ "$ONLY" = echo ]; then
   echo "== TCP echo: $ECHO_CONNS connections, one message in flight on each, ${SECS}s, $ROUNDS round(s) (server on CPU 0, client on CPU 1)"
   for ((round = 1; round <= ROUNDS; round++)); do
     for size in 8192 65536; do
-      for s in c-echo lunet-echo; do echo_bench "$s" "$size"; done
+      ECHO_SIZE=$size
+      for s in c-echo lunet-echo lunet-echo-n; do echo_bench "$s" "$size"; done
       add "ratio/$size" "$(calc "${V[mibcpu/lunet-echo/$size]##* } / ${V[mibcpu/c-echo/$size]##* }")"
+      add "ratio_n/$size" "$(calc "${V[mibcpu/lunet-echo-n/$size]##* } / ${V[mibcpu/c-echo/$size]##* }")"
     done
   done
-  printf '%-11s %4s %-22s %-22s %-20s\n' server msg "MiB/s" "MiB per CPU-second" "syscalls per MiB"
+  printf '%-13s %4s %-22s %-22s %-20s\n' server msg "MiB/s" "MiB per CPU-second" "syscalls per MiB"
   for size in 8192 65536; do
-    for s in c-echo lunet-echo; do
-      printf '%-11s %3dK %-22s %-22s %-20s\n' "$s" $((size / 1024)) "$(show %.0f "mibs/$s/$size")" \
+    for s in c-echo lunet-echo lunet-echo-n; do
+      printf '%-13s %3dK %-22s %-22s %-20s\n' "$s" $((size / 1024)) "$(show %.0f "mibs/$s/$size")" \
         "$(show %.0f "mibcpu/$s/$size")" "$(show %.1f "esys/$s/$size")"
     done
   done
   echo "syscalls per MiB by kind (last round):"
   for size in 8192 65536; do
-    for s in c-echo lunet-echo; do echo "  $s $((size / 1024))K: ${ESYS[$s/$size]}"; done
+    for s in c-echo lunet-echo lunet-echo-n; do echo "  $s $((size / 1024))K: ${ESYS[$s/$size]}"; done
   done
   for size in 8192 65536; do
-    echo "$((size / 1024)) KiB: lunet/C MiB per CPU-second $(show %.2f "ratio/$size") (target >= 0.95: $(verdict "$(med "ratio/$size")" ">=" 0.95))"
+    echo "$((size / 1024)) KiB: lunet/C MiB per CPU-second: plain reads $(show %.2f "ratio/$size"), read(conn, $size) $(show %.2f "ratio_n/$size") (target >= 0.95: $(verdict "$(med "ratio_n/$size")" ">=" 0.95))"
   done
 fi
 
 # ------------------------------------------------------------------ idle connections
 
-idle_bench() { # server -> "KiB per connection"
-  local name=$1 before after base fds heap0="" heap1=""
+idle_bench() { # server [request] -> "KiB per connection"
+  local name=$1 mode=${2:-} before after base fds heap0="" heap1=""
   start_named "$name"
   sleep 0.3
   if [ "${name#lunet}" != "$name" ]; then
@@ -310,7 +316,7 @@ idle_bench() { # server -> "KiB per connection"
   fi
   before=$(rss_kb "$SERVER_PID")
   base=$(ls "/proc/$SERVER_PID/fd" | wc -l)
-  coproc IDLE { exec taskset -c 1 .tmp/bench/loadclient idle "$SERVER_PORT" "$IDLE_CONNS"; }
+  coproc IDLE { exec taskset -c 1 .tmp/bench/loadclient idle "$SERVER_PORT" "$IDLE_CONNS" $mode; }
   read -r -t 60 _ <&"${IDLE[0]}" # "ready"
   for _ in $(seq 1 200); do # until the server has accepted them all
     fds=$(ls "/proc/$SERVER_PID/fd" | wc -l)
@@ -326,7 +332,7 @@ idle_bench() { # server -> "KiB per connection"
   eval "exec ${IDLE[1]}>&-" # the client closes its connections and exits
   wait "$IDLE_PID" 2>/dev/null || true
   stop_server
-  printf '%-10s %11d %11d %10.2f' "$name" "$before" "$after" "$(calc "($after - $before) / $IDLE_CONNS")"
+  printf '%-10s %-8s %11d %11d %10.2f' "$name" "${mode:-idle}" "$before" "$after" "$(calc "($after - $before) / $IDLE_CONNS")"
   if [ -n "$heap1" ]; then printf '   Lua heap %.2f KiB/conn' "$(calc "($heap1 - $heap0) / $IDLE_CONNS")"; fi
   echo
 }
@@ -340,8 +346,9 @@ if [ -z "$ONLY" ] || [ "$ONLY" = idle ]; then
     echo "== RSS per idle connection: $IDLE_CONNS idle connections"
     echo "   (lunet: the HTTP server, a coroutine parked in socket.read per connection;"
     echo "    lunet-hold: accepted handles kept in a table, no coroutine; c-echo: bench/echo_server.c)"
-    printf '%-10s %11s %11s %10s\n' server "RSS0 KiB" "RSS1 KiB" "KiB/conn"
-    for s in lunet lunet-hold luv nginx c-echo; do idle_bench "$s"; done
-    echo "target for lunet: <= 0.6 KB per connection"
+    printf '%-10s %-8s %11s %11s %10s\n' server state "RSS0 KiB" "RSS1 KiB" "KiB/conn"
+    for s in lunet lunet-lines lunet-hold luv nginx c-echo; do idle_bench "$s"; done
+    for s in lunet lunet-lines luv nginx; do idle_bench "$s" request; done
+    echo "targets for lunet: <= 0.6 KB per idle connection, <= 0.7 KB after one request"
   fi
 fi

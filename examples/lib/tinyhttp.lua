@@ -1,7 +1,8 @@
 -- tinyhttp: just enough HTTP/1.1 for the lunet examples.
 --
--- One coroutine per connection, keep-alive by default, request bodies with
--- Content-Length, pipelined requests kept in the connection's buffer, and a
+-- One coroutine per connection, keep-alive by default, request heads read
+-- with socket.read_until and bodies with socket.read(conn, n) (pipelined
+-- requests wait in the connection's buffer), and a
 -- clean shutdown on SIGINT/SIGTERM. Not a production server: no chunked
 -- request bodies, no timeouts, minimal validation.
 local lunet = require("lunet")
@@ -63,21 +64,17 @@ M.array = {}
 
 ---------------------------------------------------------------- requests
 
--- Reads one request from `conn`, using and updating the leftover `buf`.
--- Returns req, buf — or nil, status (for a bad request), or nil at EOF.
+-- Reads one request from `conn` with the socket's own framing: the head up
+-- to its blank line, then exactly Content-Length bytes of body (the
+-- connection's buffer keeps whatever a pipelining client sent after it).
+-- Returns req — or nil, status (for a bad request), or nil at EOF.
 ---@async
-local function read_request(conn, buf)
-  local head_end
-  while true do
-    head_end = buf:find("\r\n\r\n", 1, true)
-    if head_end then break end
-    if #buf > MAX_HEAD then return nil, 431 end
-    local data = socket.read(conn)
-    if not data then return nil end
-    buf = buf .. data
+local function read_request(conn)
+  local head, err = socket.read_until(conn, "\r\n\r\n", { max = MAX_HEAD })
+  if not head then
+    if err == "too long" then return nil, 431 end
+    return nil
   end
-  local head = buf:sub(1, head_end - 1)
-  buf = buf:sub(head_end + 4)
 
   local method, target, version = head:match("^(%u+) (%S+) HTTP/(%d%.%d)")
   if not method then return nil, 400 end
@@ -88,41 +85,37 @@ local function read_request(conn, buf)
   if headers["transfer-encoding"] then return nil, 501 end
 
   local length = tonumber(headers["content-length"] or "0")
-  if not length or length < 0 then return nil, 400 end
+  if not length or length < 0 or length % 1 ~= 0 then return nil, 400 end
   if length > MAX_BODY then return nil, 413 end
-  while #buf < length do
-    local data = socket.read(conn)
-    if not data then return nil end
-    buf = buf .. data
+  local body = ""
+  if length > 0 then
+    body = socket.read(conn, length)
+    if not body then return nil end
   end
-  local body = buf:sub(1, length)
-  buf = buf:sub(length + 1)
 
   local path, query = target:match("^([^?]*)%??(.*)$")
   local conn_hdr = (headers.connection or ""):lower()
   local keep = (version == "1.1" and conn_hdr ~= "close") or (version == "1.0" and conn_hdr == "keep-alive")
   return { method = method, path = path, query = query, version = version,
-    headers = headers, body = body, keep_alive = keep }, buf
+    headers = headers, body = body, keep_alive = keep }
 end
 
 ---@async
 local function send(conn, status, body, content_type, keep)
   local head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n")
     :format(status, REASONS[status] or "Unknown", content_type, #body, keep and "keep-alive" or "close")
-  -- One write per response: the head and body leave in one packet.
-  return socket.write(conn, head .. body)
+  -- One vectored write per response: head and body leave together.
+  return socket.write(conn, { head, body })
 end
 
 ---@async
 local function serve_connection(conn, handler)
-  local buf = ""
   while true do
-    local req, rest = read_request(conn, buf)
+    local req, status = read_request(conn)
     if not req then
-      if rest then send(conn, rest, M.json({ error = REASONS[rest] }), "application/json", false) end
+      if status then send(conn, status, M.json({ error = REASONS[status] }), "application/json", false) end
       break
     end
-    buf = rest
     local ok, status, body, ctype = pcall(handler, req)
     if not ok then
       io.stderr:write("handler error: ", tostring(status), "\n")

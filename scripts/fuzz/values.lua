@@ -64,6 +64,8 @@ function V.setup(env)
     "tcp", "unix", "udp", "TCP", "r", "r+", "w", "w+", "a", "a+", "x", "x+", "rb", "wb+", "zz", "rw",
     "INT", "TERM", "HUP", "QUIT", "USR1", "USR2", "SIGINT", "WINCH", "ALRM", "CONT", "TSTP",
     "KILL", "PIPE", "CHLD", "SIGKILL", "int",
+    "*l", "*L", "*a", "l", "*x", "\r\n", "\r\n\r\n", "nodelay", "keepalive", "sndbuf", "rcvbuf",
+    "linger", "read_buffer_size",
     ":memory:", "f0", "f1", "db0.sqlite", "sub", "sub/f", "nonexistent/x",
     tmp, tmp .. "/f0", tmp .. "/f1", tmp .. "/sub", tmp .. "/s0.sock", tmp .. "/s1.sock",
     tmp .. "/missing.sock", tmp .. "/" .. ("n"):rep(200), tmp .. "/f0\0tail",

@@ -37,19 +37,25 @@ local socket = {}
 --- removed first, anything else at that path makes the call fail.
 ---
 --- `options.timeout` limits each wait of `accept` on the new listener (like
---- `settimeout`); the connections it accepts start with no limits. The
+--- `settimeout`); the connections it accepts start with no limits.
+--- `options.backlog` (1 to 65535, default 511) is the kernel's queue of
+--- connections not yet taken by libuv; `options.reuseport` (TCP) sets
+--- SO_REUSEPORT, so several listeners (processes) can share one port and the
+--- kernel spreads connections between them; `options.ipv6only` (TCP) makes a
+--- listener on an IPv6 address take IPv6 only. The
 --- options table comes after `port` for TCP and right after the path for Unix
 --- (`socket.listen("unix", path, {timeout = ms})`).
 ---
 --- Errors include `"failed to bind: address already in use"`,
 --- `"failed to listen: ..."`, `"invalid host or port"`,
 --- `"invalid unix socket path"` and `"only tcp and unix are supported"`.
---- Raises if the options are not a table or their `timeout` is not a valid
---- time.
+--- Raises if the options are not a table, their `timeout` is not a valid
+--- time, `backlog` is not an integer from 1 to 65535, or `reuseport` /
+--- `ipv6only` is not a boolean (or is set for a Unix listener).
 ---@param protocol "tcp"|"unix" the kind of socket
 ---@param host string the address or name to bind (TCP), or the socket file's path (Unix)
 ---@param port? integer the TCP port, 0 to 65535 (0 picks a free one); for Unix, leave it out and pass `options` third
----@param options? lunet.socket.Options `timeout`: the limit of each `accept` wait, in ms
+---@param options? lunet.socket.ListenOptions `timeout`: the limit of each `accept` wait, in ms; `backlog`, `reuseport`, `ipv6only`
 ---@return lunet.socket.Listener|nil listener the new listener, or nil on failure
 ---@return string|nil err why it failed
 function socket.listen(protocol, host, port, options) end
@@ -90,36 +96,129 @@ function socket.accept(listener) end
 ---@return string|nil err why it failed, e.g. `"connection refused"` or `"timeout"`
 function socket.connect(host, port, options) end
 
---- Returns the next bytes that arrived on the connection, waiting until some
---- have. One call returns at most the read size (see `set_read_buffer_size`).
---- At the end of the stream it returns `nil, nil`, and keeps doing so. Errors
---- come back as `nil, err`: `"socket closed"` (also for a reader waiting when
---- the connection is closed; it is resumed on the next loop iteration),
---- `"another read already in progress"` when another coroutine is already
---- waiting to read, `"timeout"` when the connection's read limit (see
---- `settimeout`) or a `lunet.deadline` runs out first, or the system's error.
---- Nothing is lost by a timeout: bytes that arrive later go to the next read.
+--- Reads from a connection, waiting until the request can be answered.
+---
+--- `fmt` says what to read:
+--- - nothing or `nil`: the next bytes that arrived, at most the read size
+---   (see `set_read_buffer_size` and the `read_buffer_size` option); bytes
+---   already buffered come first. At the end of the stream `nil, nil` (C
+---   lunet's values), and so on every later call.
+--- - an integer `n` (0 to 2^31 - 1): exactly `n` bytes (`0` gives `""` at once).
+--- - `"*l"`: a line without its end (`\n` or `\r\n`; a lone `\r` is data).
+--- - `"*L"`: a line with its end.
+--- - `"*a"`: everything until the peer ends the stream (`""` if nothing is left).
+--- (`"l"`, `"L"` and `"a"` are accepted too.)
+---
+--- Lines are bounded by `options.max` bytes, their end included (default
+--- 64 KiB); `"*a"` only when `options.max` is given. A frame longer than its
+--- bound gives `nil, "too long", partial` (`partial` = the first `max` bytes).
+---
+--- Framed reads (every `fmt` but nothing) that fail return the bytes
+--- received so far as a third value, and those bytes stay buffered, so the
+--- same read tried again still gets the whole frame: `nil, "timeout",
+--- partial` (the read limit or a `lunet.deadline` ran out), `nil, "closed",
+--- partial` (the peer ended the stream mid-frame), `nil, err, partial` (a
+--- system error such as `"connection reset by peer"`). Other failures:
+--- `nil, "socket closed"` (our side closed it; a waiting reader is woken on
+--- the next loop iteration), `nil, "another read already in progress"`.
+--- A cancelled read loses nothing either.
+---
+--- Raises for a format that does not exist, a size that is not an integer
+--- from 0 to 2^31 - 1, or options that are not a table with an integer `max` >= 1
+--- (options are taken with `"*l"`, `"*L"` and `"*a"` only).
 ---@async
 ---@param conn lunet.socket.Connection the connection to read from
----@return string|nil data the bytes read; nil at end of stream or on error
----@return string|nil err nil at end of stream, else why the read failed
-function socket.read(conn) end
+---@param fmt? integer|"*l"|"*L"|"*a" what to read (see above); nil: what arrived
+---@param options? lunet.socket.ReadOptions `max`: the bound of a line or of `"*a"`
+---@return string|nil data the bytes read; nil at end of stream or on failure
+---@return string|nil err nil at end of stream (plain reads), else why the read failed
+---@return string|nil partial for framed reads that failed: the bytes received so far (still buffered)
+function socket.read(conn, fmt, options) end
 
---- Sends all of `data`, waiting only while the kernel cannot take more. It
---- returns a single value: `nil` when every byte has been handed over, or the
---- error message (`"broken pipe"`, `"connection reset by peer"`,
---- `"socket closed"`, ...). Writes from several coroutines on one connection
---- go out whole and in the order they were called. A peer that has gone away
---- never kills the process with SIGPIPE. With a send limit (see
---- `settimeouts`) or a `lunet.deadline`, a write the kernel could not take at
---- once returns `"timeout"` when the limit runs out; its bytes stay queued and
---- still go out in the background. Raises if `data` is neither a string nor a
---- number (numbers are sent as their string form).
+--- Reads up to a delimiter: returns the bytes before `delim` (with it when
+--- `options.inclusive`), and consumes the delimiter either way. The bytes up
+--- to and including the delimiter are bounded by `options.max` (default
+--- 1 MiB): past it, `nil, "too long", partial`. Fails like a framed `read`
+--- (`nil, "timeout" | "closed" | err, partial`, the bytes staying buffered).
+--- Raises if `delim` is not a non-empty string, is longer than `max`, or the
+--- options are wrong.
+---@async
+---@param conn lunet.socket.Connection the connection to read from
+---@param delim string the delimiter (any bytes, at least one)
+---@param options? lunet.socket.UntilOptions `inclusive`, `max`
+---@return string|nil data the bytes before the delimiter (or through it), or nil on failure
+---@return string|nil err why the read failed
+---@return string|nil partial the bytes received so far (still buffered)
+function socket.read_until(conn, delim, options) end
+
+--- Puts `data` back in front of the connection's buffered bytes: the next
+--- read returns it first. Does not yield. Returns `true`, or `nil, "socket
+--- closed"` / `nil, "another read already in progress"` (a coroutine is
+--- waiting to read on the connection). Raises if `data` is not a string.
+---@param conn lunet.socket.Connection the connection
+---@param data string the bytes to read again
+---@return true|nil ok true on success
+---@return string|nil err why it failed
+function socket.unread(conn, data) end
+
+--- Sends all of `data`, waiting only while the kernel cannot take more.
+--- `data` is a string, a number (sent as its string form), or an array of
+--- strings and numbers sent in order as one vectored write (nothing is
+--- concatenated; an empty array sends nothing). It returns a single value:
+--- `nil` when every byte has been handed over, or the error message
+--- (`"broken pipe"`, `"connection reset by peer"`, `"socket closed"`,
+--- `"socket shut down"` after `shutdown`, ...). Writes from several coroutines
+--- on one connection go out whole and in the order they were called. A peer
+--- that has gone away never kills the process with SIGPIPE. With a send limit
+--- (see `settimeouts`) or a `lunet.deadline`, a write the kernel could not
+--- take at once returns `"timeout"` when the limit runs out; its bytes stay
+--- queued and still go out in the background. Raises if `data` is none of
+--- these, naming the first array element that is not a string or number.
 ---@async
 ---@param conn lunet.socket.Connection the connection to write to
----@param data string|number the bytes to send (any bytes, NULs included)
+---@param data string|number|(string|number)[] the bytes to send (any bytes, NULs included)
 ---@return string|nil err nil on success, otherwise the error message
 function socket.write(conn, data) end
+
+--- Half-close: ends the write side of the connection once every queued write
+--- has gone out (the peer reads end of stream), and waits for that. Reading
+--- goes on. Returns `true`, or `nil, err` (`"socket shut down"` the second
+--- time, `"socket closed"`, `"timeout"` with a send limit, or the system's error).
+---@async
+---@param conn lunet.socket.Connection the connection
+---@return true|nil ok true once the write side is shut down
+---@return string|nil err why it failed
+function socket.shutdown(conn) end
+
+--- Sets a socket option on a listener or a connection. Does not yield.
+--- - `"nodelay"` (boolean, TCP): TCP_NODELAY. On by default for accepted and
+---   connected TCP sockets, so small writes leave at once.
+--- - `"keepalive"` (seconds >= 1, or false, TCP): TCP keep-alive probes after
+---   that many idle seconds.
+--- - `"sndbuf"`, `"rcvbuf"` (bytes): the kernel's buffer sizes (Linux reports
+---   back twice the value set).
+--- - `"linger"` (seconds 0 to 65535, or false): SO_LINGER; `0` makes `close`
+---   reset the connection.
+--- - `"read_buffer_size"` (1 to 16 MiB): this connection's read size (the
+---   most a plain `read` returns), instead of `set_read_buffer_size`'s default.
+--- Returns `true`, or `nil, err` (`"socket closed"`, `"invalid socket
+--- handle"`, a system error). Raises for an unknown option, a TCP option on
+--- a Unix socket, or a value the option does not take.
+---@param handle lunet.socket.Handle a listener or a connection
+---@param name "nodelay"|"keepalive"|"sndbuf"|"rcvbuf"|"linger"|"read_buffer_size" the option
+---@param value boolean|integer see above
+---@return true|nil ok true on success
+---@return string|nil err why it failed
+function socket.setoption(handle, name, value) end
+
+--- Reads a socket option (see `setoption`): a boolean for `"nodelay"`,
+--- seconds or `false` for `"keepalive"` and `"linger"`, bytes for the others.
+--- Returns `nil, err` like `setoption`; raises for an unknown option.
+---@param handle lunet.socket.Handle a listener or a connection
+---@param name "nodelay"|"keepalive"|"sndbuf"|"rcvbuf"|"linger"|"read_buffer_size" the option
+---@return boolean|integer|nil value the option's value, or nil on failure
+---@return string|nil err why it failed
+function socket.getoption(handle, name) end
 
 --- Closes a listener or a connection; does not yield and can be called from
 --- anywhere, any number of times. Every coroutine waiting on the handle is
@@ -185,6 +284,21 @@ function socket.settimeouts(handle, connect_ms, send_ms, read_ms) end
 ---@class lunet.socket.Options
 ---@field timeout? number for `connect`, the limit of the whole connect; for `listen`, of each `accept` wait (milliseconds)
 
+--- The options of `socket.listen`.
+---@class lunet.socket.ListenOptions: lunet.socket.Options
+---@field backlog? integer the kernel's accept queue, 1 to 65535 (default 511)
+---@field reuseport? boolean SO_REUSEPORT: several listeners may bind the same port (TCP)
+---@field ipv6only? boolean an IPv6 listener takes IPv6 connections only (TCP)
+
+--- The options of `socket.read`.
+---@class lunet.socket.ReadOptions
+---@field max? integer the most bytes of a line (its end included; default 65536) or of `"*a"` (default: no bound)
+
+--- The options of `socket.read_until`.
+---@class lunet.socket.UntilOptions
+---@field inclusive? boolean return the delimiter with the bytes (default false)
+---@field max? integer the most bytes up to and including the delimiter (default 1048576)
+
 --- What listeners and connections have in common. Every function of
 --- `lunet.socket` is reachable as a method of any handle; the methods listed
 --- on the handle types are the ones that make sense for them.
@@ -209,6 +323,19 @@ function handle:settimeout(ms) end
 ---@param read_ms? number the limit of each read or accept wait, or nil
 function handle:settimeouts(connect_ms, send_ms, read_ms) end
 
+--- Sets a socket option; the same as `socket.setoption(handle, name, value)`.
+---@param name "nodelay"|"keepalive"|"sndbuf"|"rcvbuf"|"linger"|"read_buffer_size" the option
+---@param value boolean|integer the option's value
+---@return true|nil ok true on success
+---@return string|nil err why it failed
+function handle:setoption(name, value) end
+
+--- Reads a socket option; the same as `socket.getoption(handle, name)`.
+---@param name "nodelay"|"keepalive"|"sndbuf"|"rcvbuf"|"linger"|"read_buffer_size" the option
+---@return boolean|integer|nil value the option's value, or nil on failure
+---@return string|nil err why it failed
+function handle:getoption(name) end
+
 --- A listening socket, made by `socket.listen`.
 ---@class lunet.socket.Listener: lunet.socket.Handle
 local listener = {}
@@ -223,17 +350,41 @@ function listener:accept() end
 ---@class lunet.socket.Connection: lunet.socket.Handle
 local conn = {}
 
---- Reads the next bytes; the same as `socket.read(conn)`.
+--- Reads bytes, a line, exactly n bytes or everything; the same as `socket.read(conn, fmt, options)`.
 ---@async
----@return string|nil data the bytes read; nil at end of stream or on error
----@return string|nil err nil at end of stream, else why the read failed
-function conn:read() end
+---@param fmt? integer|"*l"|"*L"|"*a" what to read; nil: what arrived
+---@param options? lunet.socket.ReadOptions `max`
+---@return string|nil data the bytes read; nil at end of stream or on failure
+---@return string|nil err nil at end of stream (plain reads), else why the read failed
+---@return string|nil partial for framed reads that failed: the bytes received so far
+function conn:read(fmt, options) end
+
+--- Reads up to a delimiter; the same as `socket.read_until(conn, delim, options)`.
+---@async
+---@param delim string the delimiter
+---@param options? lunet.socket.UntilOptions `inclusive`, `max`
+---@return string|nil data the bytes before the delimiter (or through it), or nil on failure
+---@return string|nil err why the read failed
+---@return string|nil partial the bytes received so far
+function conn:read_until(delim, options) end
+
+--- Puts bytes back in front of the buffer; the same as `socket.unread(conn, data)`.
+---@param data string the bytes to read again
+---@return true|nil ok true on success
+---@return string|nil err why it failed
+function conn:unread(data) end
 
 --- Writes every byte of `data`; the same as `socket.write(conn, data)`.
 ---@async
----@param data string|number the bytes to send
+---@param data string|number|(string|number)[] the bytes to send
 ---@return string|nil err nil on success, otherwise the error message
 function conn:write(data) end
+
+--- Ends the write side; the same as `socket.shutdown(conn)`.
+---@async
+---@return true|nil ok true once the write side is shut down
+---@return string|nil err why it failed
+function conn:shutdown() end
 
 --- The peer's address; the same as `socket.getpeername(conn)`.
 ---@return string|nil addr the peer's address, or nil on failure

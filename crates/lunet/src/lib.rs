@@ -14,10 +14,12 @@ pub mod connect;
 pub mod dns;
 pub mod fs;
 pub mod pipe;
+pub mod readbuf;
 pub mod runtime;
 pub mod sched;
 pub mod signal;
 pub mod socket;
+pub mod sockopt;
 pub mod stream;
 pub mod tcp;
 pub mod timer;
@@ -102,7 +104,12 @@ lua_fn! {
             (c"accept", socket::l_accept, Yields),
             (c"connect", socket::l_connect, Yields),
             (c"read", socket::l_read, Yields),
+            (c"read_until", socket::l_read_until, Yields),
+            (c"unread", socket::l_unread, Plain),
             (c"write", socket::l_write, Yields),
+            (c"shutdown", socket::l_shutdown, Yields),
+            (c"setoption", socket::l_setoption, Plain),
+            (c"getoption", socket::l_getoption, Plain),
             (c"close", socket::l_close, Plain),
             (c"getpeername", socket::l_getpeername, Plain),
             (c"getsockname", socket::l_getsockname, Plain),

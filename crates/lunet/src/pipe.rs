@@ -55,7 +55,7 @@ unsafe fn occupant(path: &CString) -> Occupant {
 ///
 /// # Safety
 /// Loop thread only.
-pub unsafe fn listen(rt: *mut Runtime, path: &[u8]) -> Result<*mut Sock, String> {
+pub unsafe fn listen(rt: *mut Runtime, path: &[u8], backlog: c_int) -> Result<*mut Sock, String> {
     let cpath = CString::new(path).map_err(|_| "invalid unix socket path".to_string())?;
     if path.is_empty() {
         return Err("invalid unix socket path".into());
@@ -74,7 +74,7 @@ pub unsafe fn listen(rt: *mut Runtime, path: &[u8]) -> Result<*mut Sock, String>
         stream::close(s, false);
         return Err(format!("failed to bind: {}", strerror(rc)));
     }
-    let rc = stream::listen(s, Some(cpath));
+    let rc = stream::listen(s, Some(cpath), backlog);
     if rc != 0 {
         stream::close(s, false);
         return Err(format!("failed to listen: {}", strerror(rc)));

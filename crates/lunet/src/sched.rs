@@ -141,6 +141,9 @@ pub struct Sched {
     pub stopping: bool,
     /// A cancellation hook was installed for the resume in progress.
     hooked: bool,
+    /// Bytes a framed read had received when its wait ended early: its
+    /// failure returns them as a third value (see [`attach_partial`]).
+    partials: HashMap<WaitId, Vec<u8>>,
 }
 
 impl Default for Sched {
@@ -168,6 +171,7 @@ impl Sched {
             on_error: ffi::LUA_NOREF,
             stopping: false,
             hooked: false,
+            partials: HashMap::new(),
         }
     }
 
@@ -401,6 +405,9 @@ unsafe fn end_early(rt: *mut Runtime, id: WaitId, how: Pending) {
 unsafe fn take(rt: *mut Runtime, id: WaitId) -> Option<Wait> {
     let s = &mut (*rt).sched;
     let w = s.waits.remove(id)?;
+    if !s.partials.is_empty() {
+        s.partials.remove(&id);
+    }
     if w.timed {
         s.deadlines.remove(id.slot());
         if s.deadlines.is_empty() && s.armed.is_some() {
@@ -463,6 +470,33 @@ unsafe fn deliver(rt: *mut Runtime, id: WaitId, push: impl FnOnce(*mut lua_State
     let mut push = Some(push);
     let mut f = |L: *mut lua_State| (push.take().unwrap())(L);
     resume(rt, w, Values::Push(&mut f))
+}
+
+/// Called from an unhook: if the wait fails with a message (a timeout), it
+/// returns `bytes` as a value after the message (`nil, "timeout", partial`).
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn attach_partial(rt: *mut Runtime, id: WaitId, bytes: Vec<u8>) {
+    if (*rt).sched.waits.get(id).is_some() {
+        (*rt).sched.partials.insert(id, bytes);
+    }
+}
+
+/// The failure values of the wait `id`: [`push_failure`]'s, then the
+/// partial bytes an unhook attached, if any.
+unsafe fn failure(rt: *mut Runtime, id: WaitId, shape: Shape, msg: &'static str) -> impl FnOnce(*mut lua_State) -> c_int {
+    let partial = if (*rt).sched.partials.is_empty() { None } else { (*rt).sched.partials.remove(&id) };
+    move |L| {
+        let n = push_failure(L, shape, msg);
+        match partial {
+            Some(p) => {
+                push_bytes(L, &p);
+                n + 1
+            }
+            None => n,
+        }
+    }
 }
 
 /// Completes a wait with no values.
@@ -906,7 +940,8 @@ unsafe extern "C" fn on_timer(h: *mut uv::uv_timer_t) {
             if let Some((f, ctx)) = w.unhook.take() {
                 f(rt, ctx, id);
             }
-            complete(rt, id, |L| push_failure(L, shape, TIMEOUT));
+            let push = failure(rt, id, shape, TIMEOUT);
+            complete(rt, id, push);
         }
     }
     let s = &mut (*rt).sched;
@@ -969,8 +1004,8 @@ unsafe fn serve(rt: *mut Runtime, id: WaitId) {
         Pending::None => {}
         Pending::Plain => complete_plain(rt, id),
         Pending::Fail(msg) => {
-            let shape = w.shape;
-            deliver(rt, id, |L| push_failure(L, shape, msg));
+            let push = failure(rt, id, w.shape, msg);
+            deliver(rt, id, push);
         }
         Pending::Cancel => {
             if let Some(w) = take(rt, id) {

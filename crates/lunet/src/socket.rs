@@ -11,7 +11,10 @@ use lunet_abi::lua_fn;
 use crate::connect::{self, Start, INVALID};
 use crate::dns;
 use crate::runtime::{self, strerror, Runtime};
+use crate::readbuf::{self, Request};
+use crate::sockopt::{self, ListenOpts, Opt, Value};
 use crate::stream::{self, Arg, Family, ReadNow, Sock, Timeouts, WriteNow, CLOSED};
+use libuv_sys2 as uv;
 use crate::task::opt_ms;
 use crate::{pipe, tcp};
 
@@ -34,7 +37,10 @@ lua_fn! {
     /// `opts.timeout` bounds each `accept` wait.
     pub fn l_listen(L) {
         let rt = runtime::of(L);
-        let timeout = opts_timeout(L, if to_bytes(L, 1) == Some(b"unix") { 3 } else { 4 }, "socket.listen")?;
+        let unix = to_bytes(L, 1) == Some(b"unix");
+        let oi = if unix { 3 } else { 4 };
+        let timeout = opts_timeout(L, oi, "socket.listen")?;
+        let lo = listen_opts(L, oi, unix)?;
         let top = ffi::lua_gettop(L);
         let slot = lunet_abi::handle::push_slot(L, stream::META);
         let proto = to_bytes(L, 1);
@@ -43,10 +49,10 @@ lua_fn! {
                 let (Some(host), Some(port)) = (to_bytes(L, 2), dns::port(to_number(L, 3))) else {
                     return Ok(push_fail(L, INVALID));
                 };
-                tcp::listen(rt, host, port)
+                tcp::listen(rt, host, port, &lo)
             }
             Some(b"unix") => match to_bytes(L, 2) {
-                Some(path) => pipe::listen(rt, path),
+                Some(path) => pipe::listen(rt, path, lo.backlog),
                 None => return Ok(push_fail(L, "invalid unix socket path")),
             },
             _ => return Ok(push_fail(L, "only tcp and unix are supported")),
@@ -80,6 +86,47 @@ lua_fn! {
             None => Ok(ffi::lua_yield(L, 0)),
         }
     }
+}
+
+/// `backlog`, `reuseport` and `ipv6only` of `socket.listen`'s options table
+/// at `idx` (checked as a table already).
+unsafe fn listen_opts(L: *mut lua_State, idx: c_int, unix: bool) -> Result<ListenOpts, Raise> {
+    let mut o = ListenOpts::default();
+    if ffi::lua_type(L, idx) != ffi::LUA_TTABLE {
+        return Ok(o);
+    }
+    raw_field(L, idx, c"backlog");
+    let backlog = match ffi::lua_type(L, -1) {
+        ffi::LUA_TNIL => Ok(None),
+        _ => match to_number(L, -1) {
+            Some(n) if ffi::lua_type(L, -1) == ffi::LUA_TNUMBER && n.fract() == 0.0 && (1.0..=65535.0).contains(&n) => Ok(Some(n as c_int)),
+            _ => Err(Raise::from("socket.listen: option backlog must be an integer from 1 to 65535")),
+        },
+    };
+    ffi::lua_settop(L, -2);
+    if let Some(b) = backlog? {
+        o.backlog = b;
+    }
+    for (key, name) in [(c"reuseport", "reuseport"), (c"ipv6only", "ipv6only")] {
+        raw_field(L, idx, key);
+        let t = ffi::lua_type(L, -1);
+        let v = ffi::lua_toboolean(L, -1) != 0;
+        ffi::lua_settop(L, -2);
+        match t {
+            ffi::LUA_TNIL => continue,
+            ffi::LUA_TBOOLEAN => {}
+            _ => return Err(format!("socket.listen: option {name} must be a boolean").into()),
+        }
+        if unix && v {
+            return Err(format!("socket.listen: option {name} applies to TCP listeners only").into());
+        }
+        if name == "reuseport" {
+            o.reuseport = v;
+        } else {
+            o.ipv6only = v;
+        }
+    }
+    Ok(o)
 }
 
 /// `opts.timeout` of the options table at `idx` (none when absent).
@@ -121,26 +168,207 @@ lua_fn! {
     }
 }
 
+/// The largest size `read(conn, n)` and the `max` options accept.
+const MAX_SIZE: f64 = 2147483647.0;
+
+/// An integer argument from `lo` to 2^31 - 1 at `idx`, or a raised error.
+unsafe fn size_arg(L: *mut lua_State, idx: c_int, lo: f64, what: &str) -> Result<usize, Raise> {
+    match to_number(L, idx) {
+        Some(n) if ffi::lua_type(L, idx) == ffi::LUA_TNUMBER && n.fract() == 0.0 && n >= lo && n <= MAX_SIZE => {
+            Ok(n as usize)
+        }
+        _ => Err(format!("{what} must be an integer from {lo} to 2147483647 (got {})", describe_value(L, idx)).into()),
+    }
+}
+
+/// A short description of the value at `idx` for error messages.
+unsafe fn describe_value(L: *mut lua_State, idx: c_int) -> String {
+    match ffi::lua_type(L, idx) {
+        ffi::LUA_TNUMBER => format!("{}", to_number(L, idx).unwrap_or(f64::NAN)),
+        _ => type_name(L, idx).to_string(),
+    }
+}
+
+/// The options table at `idx` (nil/absent = none); raises for other values.
+unsafe fn opts_arg(L: *mut lua_State, idx: c_int, what: &str) -> Result<bool, Raise> {
+    match ffi::lua_type(L, idx) {
+        ffi::LUA_TNONE | ffi::LUA_TNIL => Ok(false),
+        ffi::LUA_TTABLE => Ok(true),
+        _ => Err(format!("{what} expects an options table (got {})", type_name(L, idx)).into()),
+    }
+}
+
+/// `opts.max` of the options table at `idx` (if any), or `default`.
+unsafe fn opt_max(L: *mut lua_State, idx: c_int, what: &str, default: Option<usize>) -> Result<Option<usize>, Raise> {
+    if !opts_arg(L, idx, what)? {
+        return Ok(default);
+    }
+    raw_field(L, idx, c"max");
+    let r = if ffi::lua_type(L, -1) == ffi::LUA_TNIL { Ok(default) } else { size_arg(L, -1, 1.0, &format!("{what} option max")).map(Some) };
+    ffi::lua_settop(L, -2);
+    r
+}
+
+/// The request of `socket.read(conn [, fmt [, opts]])`.
+unsafe fn read_request(L: *mut lua_State, s: *mut Sock) -> Result<Request, Raise> {
+    const WHAT: &str = "socket.read";
+    match ffi::lua_type(L, 2) {
+        ffi::LUA_TNONE | ffi::LUA_TNIL => {
+            opts_arg(L, 3, WHAT)?;
+            Ok(Request::Any { limit: stream::read_size(s) })
+        }
+        ffi::LUA_TNUMBER => {
+            let n = size_arg(L, 2, 0.0, "socket.read: size")?;
+            if opts_arg(L, 3, WHAT)? {
+                return Err("socket.read: options apply to \"*l\", \"*L\" and \"*a\" only".into());
+            }
+            Ok(Request::Exactly(n))
+        }
+        ffi::LUA_TSTRING => {
+            let f = to_bytes(L, 2).unwrap_or_default();
+            let f = f.strip_prefix(b"*").unwrap_or(f);
+            match f {
+                b"l" | b"L" => {
+                    let max = opt_max(L, 3, WHAT, Some(readbuf::LINE_MAX))?.unwrap_or(readbuf::LINE_MAX);
+                    Ok(Request::Line { keep: f == b"L", max })
+                }
+                b"a" => Ok(Request::All { max: opt_max(L, 3, WHAT, None)? }),
+                _ => Err(format!(
+                    "socket.read: invalid format '{}' (expected a size, \"*l\", \"*L\" or \"*a\")",
+                    String::from_utf8_lossy(to_bytes(L, 2).unwrap_or_default())
+                )
+                .into()),
+            }
+        }
+        _ => Err(format!("socket.read: invalid format (a {}; expected a size, \"*l\", \"*L\" or \"*a\")", type_name(L, 2)).into()),
+    }
+}
+
+/// Parks or answers a read of `req` on the connection `s`.
+unsafe fn do_read(L: *mut lua_State, s: *mut Sock, req: Request) -> c_int {
+    match stream::read(L, s, req) {
+        ReadNow::Done(n) => n,
+        ReadNow::Wait => ffi::lua_yield(L, 0),
+    }
+}
+
 lua_fn! {
-    /// `socket.read(conn)` -> data | nil, nil (EOF) | nil, err (yields until data)
+    /// `socket.read(conn [, fmt [, opts]])`: `fmt` nil (what one read
+    /// delivers), n (exactly n bytes), "*l" / "*L" (a line without / with its
+    /// end), "*a" (everything until the peer closes). Yields until answered.
     pub fn l_read(L) {
         let s = match conn_arg(L) {
             Ok(s) => s,
             Err(msg) => return Ok(push_fail(L, msg)),
         };
-        match stream::read(L, s) {
-            ReadNow::Done(n) => Ok(n),
-            ReadNow::Wait => Ok(ffi::lua_yield(L, 0)),
-        }
+        let req = read_request(L, s)?;
+        Ok(do_read(L, s, req))
     }
 }
 
 lua_fn! {
-    /// `socket.write(conn, data)` -> nil | err (yields until the kernel has it all)
-    pub fn l_write(L) {
-        if !matches!(ffi::lua_type(L, 2), ffi::LUA_TSTRING | ffi::LUA_TNUMBER) {
-            return Err(format!("socket.write expects a string to write (got {})", type_name(L, 2)).into());
+    /// `socket.read_until(conn, delim [, opts])` -> the bytes before `delim`
+    /// (`opts.inclusive`: with it); `opts.max` (default 1 MiB) bounds them.
+    pub fn l_read_until(L) {
+        const WHAT: &str = "socket.read_until";
+        let delim = match (ffi::lua_type(L, 2), to_bytes(L, 2)) {
+            (ffi::LUA_TSTRING, Some(d)) if !d.is_empty() => d,
+            (ffi::LUA_TSTRING, _) => return Err("socket.read_until: the delimiter must not be empty".into()),
+            _ => return Err(format!("socket.read_until expects a delimiter string (got {})", type_name(L, 2)).into()),
+        };
+        let max = opt_max(L, 3, WHAT, Some(readbuf::UNTIL_MAX))?.unwrap_or(readbuf::UNTIL_MAX);
+        if delim.len() > max {
+            return Err(format!("socket.read_until: the delimiter ({} bytes) is longer than max ({max})", delim.len()).into());
         }
+        let inclusive = opts_arg(L, 3, WHAT)? && {
+            raw_field(L, 3, c"inclusive");
+            let t = ffi::lua_type(L, -1);
+            let v = ffi::lua_toboolean(L, -1) != 0;
+            ffi::lua_settop(L, -2);
+            if t != ffi::LUA_TNIL && t != ffi::LUA_TBOOLEAN {
+                return Err("socket.read_until: option inclusive must be a boolean".into());
+            }
+            v
+        };
+        let req = Request::Until { delim: delim.into(), inclusive, max };
+        let s = match conn_arg(L) {
+            Ok(s) => s,
+            Err(msg) => return Ok(push_fail(L, msg)),
+        };
+        Ok(do_read(L, s, req))
+    }
+}
+
+lua_fn! {
+    /// `socket.unread(conn, data)` -> true | nil, err: `data` is read again
+    /// before anything buffered.
+    pub fn l_unread(L) {
+        let Some(data) = (ffi::lua_type(L, 2) == ffi::LUA_TSTRING).then(|| to_bytes(L, 2)).flatten() else {
+            return Err(format!("socket.unread expects a string (got {})", type_name(L, 2)).into());
+        };
+        let s = match conn_arg(L) {
+            Ok(s) => s,
+            Err(msg) => return Ok(push_fail(L, msg)),
+        };
+        match stream::unread(s, data) {
+            Ok(()) => {
+                ffi::lua_pushboolean(L, 1);
+                Ok(1)
+            }
+            Err(msg) => Ok(push_fail(L, msg)),
+        }
+    }
+}
+
+/// The buffers of `socket.write`'s data argument at 2: a string (or number),
+/// or an array of them. An array holding numbers is replaced at 2 by a copy
+/// holding their strings, which keeps every buffer's bytes alive.
+unsafe fn write_bufs(L: *mut lua_State) -> Result<Vec<uv::uv_buf_t>, Raise> {
+    let buf = |b: &[u8]| uv::uv_buf_t { base: b.as_ptr() as *mut _, len: b.len() };
+    match ffi::lua_type(L, 2) {
+        // A number is converted to a string in place, so its bytes stay on
+        // the stack (and alive) while the caller is parked.
+        ffi::LUA_TSTRING | ffi::LUA_TNUMBER => return Ok(vec![buf(to_bytes(L, 2).unwrap_or_default())]),
+        ffi::LUA_TTABLE => {}
+        _ => return Err(format!("socket.write expects a string or an array of strings (got {})", type_name(L, 2)).into()),
+    }
+    let n = ffi::lua_objlen(L, 2);
+    let mut numbers = false;
+    for i in 1..=n {
+        ffi::lua_rawgeti(L, 2, i as _);
+        let t = ffi::lua_type(L, -1);
+        let name = type_name(L, -1);
+        ffi::lua_settop(L, -2);
+        match t {
+            ffi::LUA_TSTRING => {}
+            ffi::LUA_TNUMBER => numbers = true,
+            _ => return Err(format!("socket.write: element {i} of the array is a {name} (expected a string)").into()),
+        }
+    }
+    if numbers {
+        ffi::lua_createtable(L, n as c_int, 0);
+        for i in 1..=n {
+            ffi::lua_rawgeti(L, 2, i as _);
+            ffi::lua_tolstring(L, -1, std::ptr::null_mut());
+            ffi::lua_rawseti(L, -2, i as _);
+        }
+        ffi::lua_replace(L, 2);
+    }
+    let mut bufs = Vec::with_capacity(n);
+    for i in 1..=n {
+        ffi::lua_rawgeti(L, 2, i as _);
+        // Anchored by the array at 2.
+        bufs.push(buf(to_bytes(L, -1).unwrap_or_default()));
+        ffi::lua_settop(L, -2);
+    }
+    Ok(bufs)
+}
+
+lua_fn! {
+    /// `socket.write(conn, data)` -> nil | err (yields until the kernel has it
+    /// all); `data` is a string or an array of strings (one vectored write).
+    pub fn l_write(L) {
+        let mut bufs = write_bufs(L)?;
         let s = match conn_arg(L) {
             Ok(s) => s,
             Err(msg) => {
@@ -148,10 +376,7 @@ lua_fn! {
                 return Ok(1);
             }
         };
-        // A number argument is converted to a string in place, so the bytes
-        // below stay on the stack (and alive) while the caller is parked.
-        let data = to_bytes(L, 2).unwrap_or_default();
-        match stream::write(L, s, data, 2) {
+        match stream::write(L, s, &mut bufs, 2) {
             WriteNow::Done(None) => {
                 ffi::lua_pushnil(L);
                 Ok(1)
@@ -161,6 +386,21 @@ lua_fn! {
                 Ok(1)
             }
             WriteNow::Wait => Ok(ffi::lua_yield(L, 0)),
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.shutdown(conn)` -> true | nil, err: ends the write side once
+    /// queued writes are sent (the peer reads end of stream); reading goes on.
+    pub fn l_shutdown(L) {
+        let s = match conn_arg(L) {
+            Ok(s) => s,
+            Err(msg) => return Ok(push_fail(L, msg)),
+        };
+        match stream::shutdown_write(L, s) {
+            Ok(()) => Ok(ffi::lua_yield(L, 0)),
+            Err(msg) => Ok(push_fail(L, &msg)),
         }
     }
 }
@@ -276,6 +516,69 @@ lua_fn! {
             read: opt_ms(L, 4, "socket.settimeouts")?,
         };
         Ok(0)
+    }
+}
+
+/// The socket at argument 1 and the option named at argument 2.
+unsafe fn option_args(L: *mut lua_State, what: &str) -> Result<Result<(*mut Sock, Opt), &'static str>, Raise> {
+    let opt = match to_bytes(L, 2).filter(|_| ffi::lua_type(L, 2) == ffi::LUA_TSTRING) {
+        Some(name) => Opt::parse(name).ok_or_else(|| {
+            Raise::from(format!("{what}: unknown option '{}' (options: {})", String::from_utf8_lossy(name), sockopt::NAMES))
+        })?,
+        None => return Err(format!("{what} expects an option name (got {})", type_name(L, 2)).into()),
+    };
+    let s = match stream::arg(L, 1) {
+        Arg::Sock(s) if (*s).is_closed() => return Ok(Err(CLOSED)),
+        Arg::Sock(s) => s,
+        Arg::Dead => return Ok(Err(CLOSED)),
+        Arg::NotSocket => return Ok(Err(NOT_SOCKET)),
+    };
+    if !opt.applies((*s).family) {
+        return Err(format!("{what}: option '{}' applies to TCP sockets only", to_bytes(L, 2).map(String::from_utf8_lossy).unwrap_or_default()).into());
+    }
+    Ok(Ok((s, opt)))
+}
+
+lua_fn! {
+    /// `socket.setoption(handle, name, value)` -> true | nil, err
+    pub fn l_setoption(L) {
+        const WHAT: &str = "socket.setoption";
+        let (s, opt) = match option_args(L, WHAT)? {
+            Ok(x) => x,
+            Err(msg) => return Ok(push_fail(L, msg)),
+        };
+        let v = match ffi::lua_type(L, 3) {
+            ffi::LUA_TBOOLEAN => Value::Bool(ffi::lua_toboolean(L, 3) != 0),
+            ffi::LUA_TNUMBER => match to_number(L, 3) {
+                Some(n) if n.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&n) => Value::Int(n as u32),
+                _ => return Err(format!("{WHAT}: {}", sockopt::takes(opt)).into()),
+            },
+            _ => return Err(format!("{WHAT}: {}", sockopt::takes(opt)).into()),
+        };
+        let v = sockopt::check(opt, v).map_err(|e| Raise::from(format!("{WHAT}: {e}")))?;
+        match sockopt::set(s, opt, v) {
+            Ok(()) => {
+                ffi::lua_pushboolean(L, 1);
+                Ok(1)
+            }
+            Err(e) => Ok(push_fail(L, &e)),
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.getoption(handle, name)` -> value | nil, err
+    pub fn l_getoption(L) {
+        let (s, opt) = match option_args(L, "socket.getoption")? {
+            Ok(x) => x,
+            Err(msg) => return Ok(push_fail(L, msg)),
+        };
+        match sockopt::get(s, opt) {
+            Ok(Value::Bool(b)) => ffi::lua_pushboolean(L, b as c_int),
+            Ok(Value::Int(n)) => ffi::lua_pushnumber(L, n as f64),
+            Err(e) => return Ok(push_fail(L, &e)),
+        }
+        Ok(1)
     }
 }
 

@@ -4,12 +4,15 @@
 //! Reading: a connection starts reading when it is created and keeps reading
 //! between `read` calls (no start/stop per call, which would cost two
 //! epoll_ctl calls per request). libuv reads into one receive buffer shared by
-//! the runtime; from there bytes go straight into the waiting coroutine's Lua
-//! string, or, if nobody waits, into the connection's own pending buffer (which
-//! exists only while it holds data). Past a high-water mark of pending bytes the
-//! connection stops reading until the script catches up.
+//! the runtime. A waiting reader's request (see `readbuf`) is answered straight
+//! from there when the connection holds nothing older; bytes nobody has taken
+//! wait in the connection's `ReadBuf`, which exists only while it holds data.
+//! Past a high-water mark of buffered bytes with no reader waiting, the
+//! connection stops reading until the script catches up (a waiting framed read
+//! keeps it reading up to its own bound).
 //!
-//! Writing: `uv_try_write` first; only what the kernel does not take at once is
+//! Writing: `uv_try_write` first (one vectored call for an array of strings);
+//! only what the kernel does not take at once is
 //! queued with `uv_write` (libuv keeps queued writes in call order and refuses
 //! `try_write` while any are queued, so writers never interleave).
 //!
@@ -26,6 +29,7 @@ use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::handle;
 use lunet_abi::lua::push_bytes;
 
+use crate::readbuf::{self, ReadBuf, Request, Scan};
 use crate::runtime::{strerror, Runtime};
 use crate::sched::{self, Shape, Spec, WaitId};
 
@@ -37,7 +41,6 @@ pub const MAX_READ_SIZE: usize = 16 * 1024 * 1024;
 /// Connections accepted by libuv and queued until `accept`, per listener.
 /// Beyond it the kernel's backlog holds further connections.
 const ACCEPT_QUEUE: usize = 1024;
-const BACKLOG: c_int = 511;
 
 pub const CLOSED: &str = "socket closed";
 
@@ -90,11 +93,16 @@ pub struct Sock {
     /// A Lua userdata points at this socket.
     ud: bool,
     // Connection state.
-    pending: Vec<u8>,
-    pos: usize,
+    rbuf: ReadBuf,
+    /// What the waiting reader asked for.
+    req: Request,
     reading: bool,
     eof: bool,
+    /// The write side was shut down.
+    shut: bool,
     error: c_int,
+    /// Per-connection read size (0: the runtime's).
+    read_size: u32,
     reader: Option<WaitId>,
     writes: usize,
     /// Time limits (ms) of write and read (or accept) waits (`settimeouts`).
@@ -128,11 +136,13 @@ impl Sock {
             closed: false,
             gone: false,
             ud: false,
-            pending: Vec::new(),
-            pos: 0,
+            rbuf: ReadBuf::default(),
+            req: Request::Any { limit: 0 },
             reading: false,
             eof: false,
+            shut: false,
             error: 0,
+            read_size: 0,
             reader: None,
             writes: 0,
             timeouts: Timeouts::default(),
@@ -272,18 +282,28 @@ fn high_water(read_size: usize) -> usize {
     (4 * read_size).max(256 * 1024)
 }
 
+/// The most bytes one plain `read` returns on `s`, and half the size of the
+/// reads libuv makes for it.
+#[inline]
+pub unsafe fn read_size(s: *mut Sock) -> usize {
+    match (*s).read_size {
+        0 => (*(*s).rt).streams.read_size,
+        n => n as usize,
+    }
+}
+
 /// libuv reads again whenever a read fills the buffer it was given, and that
 /// second read usually finds nothing (EAGAIN). So libuv gets twice the read
-/// size; bytes beyond `read_size` wait in the connection's pending buffer, and
-/// `read` still never returns more than `read_size`.
+/// size; bytes beyond what the reader takes wait in the connection's buffer.
 unsafe extern "C" fn on_alloc(h: *mut uv::uv_handle_t, _suggested: usize, buf: *mut uv::uv_buf_t) {
-    let st = &mut (*(*((*h).data as *mut Sock)).rt).streams;
-    let want = 2 * st.read_size;
-    if st.rx.len() != want {
+    let s = (*h).data as *mut Sock;
+    let want = 2 * read_size(s);
+    let st = &mut (*(*s).rt).streams;
+    if st.rx.len() < want || ((*s).read_size == 0 && st.rx.len() != want) {
         st.rx = vec![0; want];
     }
     (*buf).base = st.rx.as_mut_ptr().cast();
-    (*buf).len = st.rx.len();
+    (*buf).len = want;
 }
 
 unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *const uv::uv_buf_t) {
@@ -293,41 +313,39 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
         return;
     }
     if nread > 0 {
-        let n = nread as usize;
-        if (*s).reader.is_some() && (*s).pending.len() == (*s).pos {
-            let id = take_reader(s);
-            let rx = &(*rt).streams.rx;
-            let first = n.min((*rt).streams.read_size);
-            // Bytes beyond one read wait in the buffer before the reader runs
-            // (it may read again at once).
+        // (The receive buffer is only replaced by the next on_alloc.)
+        let data: &[u8] = std::slice::from_raw_parts((*rt).streams.rx.as_ptr(), nread as usize);
+        let Some(id) = (*s).reader else {
             let sk = &mut *s;
-            sk.pending.clear();
-            sk.pos = 0;
-            if first < n {
-                sk.pending.extend_from_slice(&rx[first..n]);
-            }
-            let mut taken = false;
-            sched::complete(rt, id, |co| {
-                taken = true;
-                push_bytes(co, &rx[..first]);
-                1
-            });
-            if !taken {
-                // The wait was already ending (timeout, cancel): keep it all.
-                let sk = &mut *s;
-                sk.pending.clear();
-                let rx = &(*rt).streams.rx;
-                sk.pending.extend_from_slice(&rx[..n]);
-            }
-        } else {
-            let sk = &mut *s;
-            let rx = &(*rt).streams.rx;
-            sk.pending.extend_from_slice(&rx[..n]);
-            if sk.pending.len() - sk.pos >= high_water((*rt).streams.read_size) {
+            sk.rbuf.extend(data);
+            if sk.rbuf.len() >= high_water(read_size(s)) {
                 uv::uv_read_stop(stream);
                 sk.reading = false;
             }
+            return;
+        };
+        if (*s).rbuf.is_empty() {
+            // The common case: answered straight from the receive buffer.
+            if let Scan::Ready { len, consume } = readbuf::scan(data, &(*s).req, 0, false) {
+                take_reader(s);
+                let mut taken = false;
+                sched::complete(rt, id, |co| {
+                    push_bytes(co, &data[..len]);
+                    // Before the reader runs: it may read again at once.
+                    (*s).rbuf.extend(&data[consume..]);
+                    taken = true;
+                    1
+                });
+                if !taken {
+                    // The wait was already ending (timeout, cancel): keep it all.
+                    (*s).rbuf.extend(data);
+                }
+                return;
+            }
         }
+        (*s).rbuf.reserve_for(&(*s).req, MAX_READ_SIZE);
+        (*s).rbuf.extend(data);
+        serve_reader(s);
         return;
     }
     // End of stream or an error: both sticky. libuv has stopped reading.
@@ -339,9 +357,33 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
     } else {
         (*s).error = code;
     }
-    if (*s).reader.is_some() {
-        let id = take_reader(s);
-        sched::complete(rt, id, |co| push_read_end(co, code));
+    serve_reader(s);
+}
+
+/// Answers the waiting reader from the buffer if its request can be answered
+/// now (bytes, too long, or the end of the stream).
+unsafe fn serve_reader(s: *mut Sock) {
+    let Some(id) = (*s).reader else { return };
+    let rt = (*s).rt;
+    let sk = &mut *s;
+    match sk.rbuf.scan(&sk.req, sk.eof) {
+        Scan::Ready { len, consume } => {
+            take_reader(s);
+            sched::complete(rt, id, |co| {
+                push_bytes(co, &(*s).rbuf.bytes()[..len]);
+                (*s).rbuf.consume(consume);
+                1
+            });
+        }
+        Scan::TooLong => {
+            take_reader(s);
+            sched::complete(rt, id, |co| push_framed_fail(co, s, TOO_LONG));
+        }
+        Scan::More { .. } if sk.eof || sk.error != 0 => {
+            take_reader(s);
+            sched::complete(rt, id, |co| push_read_end(co, s));
+        }
+        Scan::More { .. } => {}
     }
 }
 
@@ -351,18 +393,51 @@ unsafe fn take_reader(s: *mut Sock) -> WaitId {
 }
 
 /// A read that timed out or was cancelled: the connection stops keeping the
-/// loop alive for it; bytes that arrive later wait in the buffer.
-unsafe fn unhook_reader(_rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
+/// loop alive for it; bytes that arrive later wait in the buffer. A framed
+/// read's timeout returns what has arrived so far (which stays buffered).
+unsafe fn unhook_reader(rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
     let s = ctx as *mut Sock;
     if (*s).reader == Some(id) {
         take_reader(s);
+        if (*s).req.framed() {
+            sched::attach_partial(rt, id, partial(s).to_vec());
+        }
     }
 }
 
-/// `nil, nil` at end of stream, `nil, err` otherwise.
-unsafe fn push_read_end(L: *mut lua_State, code: c_int) -> c_int {
+pub const TOO_LONG: &str = "too long";
+/// The peer ended the stream in the middle of a framed read.
+pub const PEER_CLOSED: &str = "closed";
+
+/// The bytes a failed framed read returns: what is buffered, at most the
+/// request's bound.
+unsafe fn partial<'a>(s: *mut Sock) -> &'a [u8] {
+    let b = (*s).rbuf.bytes();
+    match (*s).req.bound() {
+        Some(m) if m < b.len() => &b[..m],
+        _ => b,
+    }
+}
+
+/// `nil, msg, partial`.
+unsafe fn push_framed_fail(L: *mut lua_State, s: *mut Sock, msg: &str) -> c_int {
     ffi::lua_pushnil(L);
-    if code == uv::uv_errno_t_UV_EOF as c_int {
+    push_bytes(L, msg.as_bytes());
+    push_bytes(L, partial(s));
+    3
+}
+
+/// The end of the stream (or its error) for the request of `s`: a plain
+/// read gets `nil, nil` at end of stream and `nil, err` on an error (C
+/// lunet's values); a framed read gets `nil, "closed" | err, partial`.
+unsafe fn push_read_end(L: *mut lua_State, s: *mut Sock) -> c_int {
+    let code = (*s).error;
+    if (*s).req.framed() {
+        let msg = if code == 0 { PEER_CLOSED.to_string() } else { strerror(code) };
+        return push_framed_fail(L, s, &msg);
+    }
+    ffi::lua_pushnil(L);
+    if code == 0 {
         ffi::lua_pushnil(L);
     } else {
         push_bytes(L, strerror(code).as_bytes());
@@ -379,37 +454,29 @@ pub enum ReadNow {
 
 /// # Safety
 /// `L` is the running coroutine; `s` a live, open connection.
-pub unsafe fn read(L: *mut lua_State, s: *mut Sock) -> ReadNow {
-    let rt = (*s).rt;
+pub unsafe fn read(L: *mut lua_State, s: *mut Sock, req: Request) -> ReadNow {
     let sk = &mut *s;
-    let avail = sk.pending.len() - sk.pos;
-    if avail > 0 {
-        let n = avail.min((*rt).streams.read_size);
-        push_bytes(L, &sk.pending[sk.pos..sk.pos + n]);
-        sk.pos += n;
-        if sk.pos == sk.pending.len() {
-            // Drained: give large buffers back, keep small ones for reuse.
-            if sk.pending.capacity() > DEFAULT_READ_SIZE {
-                sk.pending = Vec::new();
-            } else {
-                sk.pending.clear();
-            }
-            sk.pos = 0;
-        }
-        if !sk.reading && !sk.eof && sk.error == 0 && sk.pending.len() - sk.pos < high_water((*rt).streams.read_size) {
-            sk.reading = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read)) == 0;
-        }
-        return ReadNow::Done(1);
-    }
-    if sk.error != 0 {
-        return ReadNow::Done(push_read_end(L, sk.error));
-    }
-    if sk.eof {
-        return ReadNow::Done(push_read_end(L, uv::uv_errno_t_UV_EOF as c_int));
-    }
     if sk.reader.is_some() {
         return ReadNow::Done(lunet_abi::lua::push_fail(L, "another read already in progress"));
     }
+    let ended = sk.eof || sk.error != 0;
+    sk.rbuf.restart();
+    sk.req = req;
+    if !sk.rbuf.is_empty() || ended || sk.req == Request::Exactly(0) {
+        match sk.rbuf.scan(&sk.req, sk.eof) {
+            Scan::Ready { len, consume } => {
+                // Pushed before it is consumed: a push that raises loses nothing.
+                push_bytes(L, &(*s).rbuf.bytes()[..len]);
+                (*s).rbuf.consume(consume);
+                resume_reading(s);
+                return ReadNow::Done(1);
+            }
+            Scan::TooLong => return ReadNow::Done(push_framed_fail(L, s, TOO_LONG)),
+            Scan::More { .. } if ended => return ReadNow::Done(push_read_end(L, s)),
+            Scan::More { .. } => {}
+        }
+    }
+    let sk = &mut *s;
     if !sk.reading {
         let rc = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read));
         if rc != 0 {
@@ -419,8 +486,37 @@ pub unsafe fn read(L: *mut lua_State, s: *mut Sock) -> ReadNow {
     }
     let spec = Spec::new(Shape::Two).timeout(sk.timeouts.read).unhook(unhook_reader, s.cast());
     uv::uv_ref(Sock::handle(s));
-    (*s).reader = Some(sched::park(rt, L, spec));
+    (*s).reader = Some(sched::park((*s).rt, L, spec));
     ReadNow::Wait
+}
+
+/// Reading stopped at the high-water mark goes on once the script caught up.
+unsafe fn resume_reading(s: *mut Sock) {
+    let sk = &mut *s;
+    if !sk.reading && !sk.eof && sk.error == 0 && sk.rbuf.len() < high_water(read_size(s)) {
+        sk.reading = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read)) == 0;
+    }
+}
+
+/// `socket.unread`: puts `data` back in front of the buffered bytes. Refused
+/// (`Err`) while a read waits on the connection.
+///
+/// # Safety
+/// `s` a live, open connection.
+pub unsafe fn unread(s: *mut Sock, data: &[u8]) -> Result<(), &'static str> {
+    if (*s).reader.is_some() {
+        return Err("another read already in progress");
+    }
+    (*s).rbuf.unread(data);
+    Ok(())
+}
+
+/// Sets the per-connection read size (0 = the runtime's default).
+///
+/// # Safety
+/// `s` a live socket.
+pub unsafe fn set_read_size(s: *mut Sock, n: u32) {
+    (*s).read_size = n;
 }
 
 // ---------------------------------------------------------------- writing
@@ -432,37 +528,63 @@ pub enum WriteNow {
     Wait,
 }
 
+pub const SHUT: &str = "socket shut down";
+
+/// Writes `bufs` in order, as one vectored write.
+///
 /// # Safety
-/// `L` is the running coroutine and `data` the Lua string at `data_idx` on its
-/// stack (referenced while libuv writes it); `s` a live, open connection.
-pub unsafe fn write(L: *mut lua_State, s: *mut Sock, data: &[u8], data_idx: c_int) -> WriteNow {
-    let mut rest = data;
+/// `L` is the running coroutine and the Lua value at `anchor_idx` on its
+/// stack keeps the bytes of `bufs` alive (it is referenced while libuv
+/// writes them); `s` a live, open connection.
+pub unsafe fn write(L: *mut lua_State, s: *mut Sock, bufs: &mut [uv::uv_buf_t], anchor_idx: c_int) -> WriteNow {
+    if (*s).shut {
+        return WriteNow::Done(Some(SHUT.to_string()));
+    }
+    let total: usize = bufs.iter().map(|b| b.len).sum();
+    if total == 0 {
+        return WriteNow::Done(None);
+    }
+    let mut first = 0;
     if (*s).writes == 0 {
-        let buf = uv::uv_buf_t { base: data.as_ptr() as *mut _, len: data.len() };
-        let n = uv::uv_try_write(Sock::stream(s), &buf, 1);
-        if n >= 0 && n as usize == data.len() {
+        let n = uv::uv_try_write(Sock::stream(s), bufs.as_ptr(), bufs.len() as u32);
+        if n >= 0 && n as usize == total {
             return WriteNow::Done(None);
         }
         if n >= 0 {
-            rest = &data[n as usize..];
+            first = advance(bufs, n as usize);
         } else if n != uv::uv_errno_t_UV_EAGAIN as c_int {
             return WriteNow::Done(Some(strerror(n)));
         }
     }
+    let rest = &bufs[first..];
     let wr = Box::into_raw(Box::new(WriteReq { req: std::mem::zeroed(), sock: s, wait: None, data_ref: ffi::LUA_NOREF }));
     (*wr).req.data = wr.cast();
-    let buf = uv::uv_buf_t { base: rest.as_ptr() as *mut _, len: rest.len() };
-    let rc = uv::uv_write(&mut (*wr).req, Sock::stream(s), &buf, 1, Some(on_write));
+    let rc = uv::uv_write(&mut (*wr).req, Sock::stream(s), rest.as_ptr(), rest.len() as u32, Some(on_write));
     if rc != 0 {
         drop(Box::from_raw(wr));
         return WriteNow::Done(Some(strerror(rc)));
     }
     (*s).writes += 1;
-    ffi::lua_pushvalue(L, data_idx);
+    ffi::lua_pushvalue(L, anchor_idx);
     (*wr).data_ref = ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX);
     let spec = Spec::new(Shape::One).timeout((*s).timeouts.send).unhook(unhook_writer, wr.cast());
     (*wr).wait = Some(sched::park((*s).rt, L, spec));
     WriteNow::Wait
+}
+
+/// Skips the first `n` bytes of `bufs`: returns the index of the first
+/// buffer with bytes left, which is trimmed to them.
+fn advance(bufs: &mut [uv::uv_buf_t], mut n: usize) -> usize {
+    for (i, b) in bufs.iter_mut().enumerate() {
+        if n < b.len {
+            // SAFETY: n < len, inside the same buffer.
+            b.base = unsafe { b.base.add(n) };
+            b.len -= n;
+            return i;
+        }
+        n -= b.len;
+    }
+    bufs.len()
 }
 
 /// A write that timed out or was cancelled goes on without its writer.
@@ -493,15 +615,69 @@ unsafe extern "C" fn on_write(req: *mut uv::uv_write_t, status: c_int) {
     });
 }
 
+// ---------------------------------------------------------------- half-close
+
+struct ShutdownReq {
+    req: uv::uv_shutdown_t,
+    sock: *mut Sock,
+    wait: Option<WaitId>,
+}
+
+/// `socket.shutdown`: ends the write side once queued writes are sent; the
+/// caller waits for that. `Err` is an immediate failure.
+///
+/// # Safety
+/// `L` is the running coroutine; `s` a live, open connection.
+pub unsafe fn shutdown_write(L: *mut lua_State, s: *mut Sock) -> Result<(), String> {
+    if (*s).shut {
+        return Err(SHUT.to_string());
+    }
+    let sr = Box::into_raw(Box::new(ShutdownReq { req: std::mem::zeroed(), sock: s, wait: None }));
+    (*sr).req.data = sr.cast();
+    let rc = uv::uv_shutdown(&mut (*sr).req, Sock::stream(s), Some(on_shutdown));
+    if rc != 0 {
+        drop(Box::from_raw(sr));
+        return Err(strerror(rc));
+    }
+    (*s).shut = true;
+    let spec = Spec::new(Shape::Two).timeout((*s).timeouts.send).unhook(unhook_shutdown, sr.cast());
+    (*sr).wait = Some(sched::park((*s).rt, L, spec));
+    Ok(())
+}
+
+unsafe fn unhook_shutdown(_rt: *mut Runtime, ctx: *mut c_void, _id: WaitId) {
+    (*(ctx as *mut ShutdownReq)).wait = None;
+}
+
+unsafe extern "C" fn on_shutdown(req: *mut uv::uv_shutdown_t, status: c_int) {
+    let sr = Box::from_raw((*req).data as *mut ShutdownReq);
+    let s = sr.sock;
+    let Some(id) = sr.wait else { return };
+    let msg = if status == 0 {
+        None
+    } else if status == uv::uv_errno_t_UV_ECANCELED as c_int || (*s).closed {
+        Some(CLOSED.to_string())
+    } else {
+        Some(strerror(status))
+    };
+    sched::complete((*s).rt, id, |co| match &msg {
+        None => {
+            ffi::lua_pushboolean(co, 1);
+            1
+        }
+        Some(m) => lunet_abi::lua::push_fail(co, m),
+    });
+}
+
 // ---------------------------------------------------------------- listening
 
 /// Makes `s` (bound, initialised) a listener.
 ///
 /// # Safety
 /// `s` must be a bound socket without a listener state.
-pub unsafe fn listen(s: *mut Sock, path: Option<CString>) -> c_int {
+pub unsafe fn listen(s: *mut Sock, path: Option<CString>, backlog: c_int) -> c_int {
     (*s).listen = Some(Box::new(Listen { queue: VecDeque::new(), accepter: None, held: false, path }));
-    uv::uv_listen(Sock::stream(s), BACKLOG, Some(on_connection))
+    uv::uv_listen(Sock::stream(s), backlog, Some(on_connection))
 }
 
 unsafe extern "C" fn on_connection(server: *mut uv::uv_stream_t, status: c_int) {
@@ -617,8 +793,7 @@ pub unsafe fn close(s: *mut Sock, wake: bool) {
     if let Some(id) = (*s).reader.take() {
         woken.push((id, CLOSED));
     }
-    (*s).pending = Vec::new();
-    (*s).pos = 0;
+    (*s).rbuf.clear();
     uv::uv_close(Sock::handle(s), Some(on_close));
     for (id, msg) in woken {
         if wake {
@@ -649,5 +824,16 @@ unsafe extern "C" fn close_walked(h: *mut uv::uv_handle_t, _: *mut c_void) {
     let t = uv::uv_handle_get_type(h);
     if (t == uv::uv_handle_type_UV_TCP || t == uv::uv_handle_type_UV_NAMED_PIPE) && uv::uv_is_closing(h) == 0 {
         close((*h).data as *mut Sock, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What a connection costs us (reported in bench/RESULTS.md).
+    #[test]
+    fn sock_size() {
+        let n = std::mem::size_of::<super::Sock>();
+        eprintln!("Sock {n} bytes, of which the libuv handle {}", std::mem::size_of::<super::Handle>());
+        assert!(n <= 448, "Sock grew to {n} bytes");
     }
 }

@@ -7,6 +7,7 @@ use libuv_sys2 as uv;
 
 use crate::dns::{self, ResolveError, SockType};
 use crate::runtime::{strerror, Runtime};
+use crate::sockopt::ListenOpts;
 use crate::stream::{self, Family, Sock};
 
 /// Resolves `host` for a listener or UDP socket and applies the loopback rule.
@@ -25,21 +26,21 @@ pub unsafe fn local_addr(rt: *mut Runtime, host: &[u8], port: u16, ty: SockType)
     Ok(addrs[0])
 }
 
-/// `socket.listen("tcp", host, port)`.
+/// `socket.listen("tcp", host, port, opts)`.
 ///
 /// # Safety
 /// Loop thread only.
-pub unsafe fn listen(rt: *mut Runtime, host: &[u8], port: u16) -> Result<*mut Sock, String> {
+pub unsafe fn listen(rt: *mut Runtime, host: &[u8], port: u16, opts: &ListenOpts) -> Result<*mut Sock, String> {
     let addr = local_addr(rt, host, port, SockType::Stream)?;
     let s = Sock::alloc(rt, Family::Tcp);
     Sock::init(s).map_err(strerror)?;
     let (raw, _) = dns::to_raw(&addr);
-    let rc = uv::uv_tcp_bind(&mut (*s).h.tcp, (&raw as *const libc::sockaddr_storage).cast(), 0);
+    let rc = uv::uv_tcp_bind(&mut (*s).h.tcp, (&raw as *const libc::sockaddr_storage).cast(), opts.bind_flags());
     if rc != 0 {
         stream::close(s, false);
         return Err(format!("failed to bind: {}", strerror(rc)));
     }
-    let rc = stream::listen(s, None);
+    let rc = stream::listen(s, None, opts.backlog);
     if rc != 0 {
         stream::close(s, false);
         return Err(format!("failed to listen: {}", strerror(rc)));
