@@ -58,6 +58,19 @@ describe("the version", function()
     assert.equal(4, n)
   end)
 
+  it("is the one the README names", function()
+    local readme, n = read("README.md"), 0
+    for _, pattern in ipairs({ "lunet%-[%a%d]*%-?(%d+%.%d+%.%d+)%-1%.linux[%w_%-]*%.rock", "lunet%-(%d+%.%d+%.%d+)%-1%.rockspec",
+        "%-(%d+%.%d+%.%d+)%-1%.rockspec", '_VERSION == "(%d+%.%d+%.%d+)"', "lunet%-run (%d+%.%d+%.%d+)",
+        "rocks%-5%.1/lunet/(%d+%.%d+%.%d+)%-1/" }) do
+      for v in readme:gmatch(pattern) do
+        n = n + 1
+        assert.equal(VERSION, v, "README.md names version " .. v .. " (" .. pattern .. ")")
+      end
+    end
+    assert.is_true(n >= 8, "README.md names the version only " .. n .. " times")
+  end)
+
   it("pins the versioned rockspecs' source and the drivers' core", function()
     local spec = gen.generate(read("rockspecs/lunet-sqlite3-scm-1.rockspec"), "9.8.7")
     assert.matches('\nversion = "9.8.7%-1"\n', spec)
