@@ -11,6 +11,8 @@ local lunet = require("lunet")
 local routes = {}
 
 -- Turns "/users/:id" into a Lua pattern and the list of parameter names.
+-- Handlers run in the connection's task, so they may wait.
+---@param handler async fun(req: table, params: table<string, string>): integer, any, string?
 local function route(method, template, handler)
   local names = {}
   local pattern = "^" .. template:gsub("[%-%.%+%[%]%(%)%$%^%%%?%*]", "%%%0")
@@ -21,6 +23,7 @@ local function route(method, template, handler)
   routes[#routes + 1] = { method = method, pattern = pattern, names = names, handler = handler }
 end
 
+---@async
 local function dispatch(req)
   local path_matched = false
   for _, r in ipairs(routes) do

@@ -25,3 +25,9 @@ build = {
     lib = { ["lunet.postgres"] = "build/release/lunet/postgres.so" },
   },
 }
+test = {
+  -- Builds the rock (release), then runs its specs with busted under luajit
+  -- (Debian: lua-busted); arguments after the rockspec go to busted.
+  type = "command",
+  command = "bash scripts/rock-test.sh lunet-postgres",
+}

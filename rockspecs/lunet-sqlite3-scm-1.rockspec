@@ -24,3 +24,9 @@ build = {
     lib = { ["lunet.sqlite3"] = "build/release/lunet/sqlite3.so" },
   },
 }
+test = {
+  -- Builds the rock (release), then runs its specs with busted under luajit
+  -- (Debian: lua-busted); arguments after the rockspec go to busted.
+  type = "command",
+  command = "bash scripts/rock-test.sh lunet-sqlite3",
+}

@@ -12,40 +12,34 @@ end
 local lunet = require("lunet")
 M.lunet = lunet
 
---- Runs `body` in a lunet coroutine and the loop until the body has finished
--- and nothing it started is still parked in a lunet wait (open listeners or
--- connections may stay open: they are not waits).
--- Fails (raises in the calling test) if the body raised, if that does not
--- happen within `limit_ms` (default 10 s), or if it left coroutines parked.
--- A watchdog polls every millisecond or so: the limit is a safety net, not a timer.
+local lt = require("lunet.test")
+
+--- Runs `body` in a task with lunet.test.run (what users' specs use), and
+-- then checks that nothing it started is still parked in a lunet wait (open
+-- listeners or connections may stay open: they are not waits).
+-- Fails (raises in the calling test) if the body raised (with its traceback),
+-- if it does not return within `limit_ms` (default 10 s), or if what it
+-- started is still parked `limit_ms` after the start; lunet.test.run then
+-- cancels whatever is left.
 function M.run(body, limit_ms)
   limit_ms = limit_ms or 10000
-  local parked_before = lunet._pending()
-  local done, err, timed_out = false, nil, false
-  lunet.spawn(function()
-    local ok, e = xpcall(body, debug.traceback)
-    done = true
-    if not ok then err = e end
-  end)
   local t0 = M.now_ms()
-  lunet.spawn(function()
-    while true do
-      -- The watchdog itself is running, so it is not counted as parked here.
-      if done and lunet._pending() == parked_before then break end
+  local ok, err = pcall(lt.run, function()
+    -- One turn first, so that lunet.test's own joiner is parked and counted.
+    lunet.sleep(0)
+    local parked_before = lunet._pending()
+    local done, e = xpcall(body, debug.traceback)
+    if not done then error(e, 0) end
+    while lunet._pending() > parked_before do
       if M.now_ms() - t0 >= limit_ms then
-        timed_out = true
-        break
+        error(("%d coroutine(s) left parked in lunet waits"):format(lunet._pending() - parked_before), 0)
       end
       lunet.sleep(1)
     end
-    lunet._stop()
-  end)
-  lunet.run()
-  if err then error(err, 0) end
-  if timed_out then
-    if not done then error(("test did not finish within %d ms"):format(limit_ms), 0) end
-    error(("%d coroutine(s) left parked in lunet waits"):format(lunet._pending() - parked_before), 0)
-  end
+  end, limit_ms + 1000)
+  if ok then return end
+  if err == "timeout" then err = ("test did not finish within %d ms"):format(limit_ms) end
+  error(err, 0)
 end
 
 local clock = require("bench.clock")

@@ -11,8 +11,13 @@
 --- where Lua cannot yield (a `table.sort` comparator, a `string.gsub`
 --- callback) it raises `<module>.<fn> called in non-yieldable context`, before
 --- anything has started. Failures of the outside world (a refused connection,
---- a missing file, an SQL error) are returned as `nil` and a message; mistakes
---- in the program (an argument of the wrong type) raise an error.
+--- a missing file, an SQL error) are returned as `nil` and a message, and so
+--- is anything wrong with what a call acts on (a handle, a descriptor, a path,
+--- an address: often the unchecked result of an earlier call), with C lunet's
+--- strings (`"invalid socket handle"`, `"fs.read requires fd and length"`).
+--- Mistakes in how to act (a length, data, a mode, an option or a timeout of
+--- the wrong type) raise an error, such as
+--- `bad argument #2 to 'fs.read' (number expected, got nil)`.
 ---
 --- Every wait (sleep, accept, connect, read, write, UDP receive, file
 --- operations, signal waits, database statements, `task:join`, and the waits
@@ -43,7 +48,7 @@ local lunet = {}
 --- lunet call stays alive even if nothing in the program refers to it or to
 --- its handle; scripts that ignore the returned task are unaffected. Raises if
 --- `fn` is not a function.
----@param fn function what the task runs
+---@param fn async fun(...): any... what the task runs
 ---@param ... any arguments handed to `fn`
 ---@return lunet.Task task the new task
 function lunet.spawn(fn, ...) end
@@ -91,7 +96,7 @@ function lunet.current() end
 --- (`lunet.deadline must be called from a task`), when `ms` is not a valid
 --- time or `fn` not a function. Does not itself yield, but `fn` may.
 ---@param ms number the time limit, in milliseconds from now (0 or more)
----@param fn function the code to run under the limit
+---@param fn async fun(...): any... the code to run under the limit (in the calling task)
 ---@param ... any arguments handed to `fn`
 ---@return any results what `fn` returned, all of it
 function lunet.deadline(ms, fn, ...) end
@@ -102,7 +107,7 @@ function lunet.deadline(ms, fn, ...) end
 --- reported like any task error. Raises unless `ms` is a number, 0 or more and
 --- finite, and `fn` a function.
 ---@param ms number the pause before each call, in milliseconds
----@param fn function the function to call
+---@param fn async fun(...): any... the function to call (in the repeating task)
 ---@param ... any arguments handed to `fn` on every call
 ---@return lunet.Task task the repeating task
 function lunet.every(ms, fn, ...) end

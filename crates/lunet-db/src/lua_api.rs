@@ -186,7 +186,9 @@ pub unsafe fn open_module<D: Driver>(L: *mut lua_State) -> Result<c_int, Raise> 
         (c"close", l_close::<D>, false, true),
         (c"_connections", l_connections, false, false),
     ];
-    ffi::lua_createtable(L, 0, fns.len() as c_int); // module
+    ffi::lua_createtable(L, 0, fns.len() as c_int + 1); // module
+    push_bytes(L, env!("CARGO_PKG_VERSION").as_bytes());
+    ffi::lua_setfield(L, -2, c"_VERSION".as_ptr());
     ffi::lua_createtable(L, 0, fns.len() as c_int); // methods
     let push_closure = |f: ffi::lua_CFunction| {
         ffi::lua_pushlightuserdata(L, abi as *const LunetAbi as *mut c_void);

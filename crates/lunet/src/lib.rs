@@ -40,6 +40,11 @@ use lunet_abi::lua_fn;
 
 use runtime::Kind::{Plain, Yields};
 
+/// The release, from the Cargo workspace (the one place that holds it): every
+/// module's `_VERSION`, and through it `lunet-run --version` and the rockspecs
+/// (spec/version_spec.lua checks them).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 lua_fn! {
     /// `require("lunet")`
     #[no_mangle]
@@ -71,6 +76,7 @@ lua_fn! {
             (c"_pending", runtime::l_pending, Plain),
             (c"_stop", runtime::l_stop, Plain),
         ])?;
+        runtime::set_version(L);
         task::set_metatable(L, rt)?; // leaves the task methods on the stack
         primitives::set_metatables(L, rt)?; // leaves the group methods
         // The parts written in Lua: deadline, every, task:join, group:wait.
@@ -129,6 +135,7 @@ lua_fn! {
         ffi::lua_pushvalue(L, -2);
         runtime::push_fn(L, rt, timer::l_now);
         ffi::lua_call(L, 2, 0);
+        runtime::set_version(L);
         socket::set_metatable(L, rt);
         Ok(1 as c_int)
     }
@@ -149,6 +156,7 @@ lua_fn! {
             (c"settimeout", udp::l_settimeout, Plain),
             (c"_always_queue", udp::l_always_queue, Plain),
         ])?;
+        runtime::set_version(L);
         udp::set_metatable(L, rt);
         Ok(1 as c_int)
     }
@@ -167,6 +175,7 @@ lua_fn! {
             (c"stat", fs::l_stat, Yields),
             (c"scandir", fs::l_scandir, Yields),
         ])?;
+        runtime::set_version(L);
         Ok(1 as c_int)
     }
 }
@@ -177,6 +186,7 @@ lua_fn! {
     pub fn luaopen_lunet_signal(L) {
         let rt = runtime::ensure(L)?;
         runtime::new_module(L, rt, "signal", &[(c"wait", signal::l_wait, Yields)])?;
+        runtime::set_version(L);
         Ok(1 as c_int)
     }
 }
