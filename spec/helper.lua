@@ -72,6 +72,19 @@ function M.open_fds()
   return n
 end
 
+--- What the open descriptors point at ("3 -> socket:[123]", ...), for
+-- messages about descriptors left open.
+function M.fd_targets()
+  local t = {}
+  local p = io.popen("ls -l /proc/" .. M.pid() .. "/fd 2>/dev/null")
+  for line in p:lines() do
+    local fd, target = line:match("(%d+) %-> (.*)$")
+    if fd then t[fd] = target end
+  end
+  p:close()
+  return t
+end
+
 --- The trace counters' difference (references taken - released); 0 on
 -- release builds.
 function M.trace_balance()

@@ -294,9 +294,12 @@ function socket.set_read_buffer_size(n) end
 --- exists once connected: limit a connect with `connect`'s options.)
 --- A wait already in progress keeps the limit it started with. Does not
 --- yield. Raises if `ms` is not a valid time (negative, NaN, infinite, not a
---- number) or `handle` is not a socket; on a closed handle it does nothing.
+--- number); returns `nil, "invalid socket handle"` if `handle` is not a
+--- socket; on a closed handle it does nothing.
 ---@param handle lunet.socket.Handle a listener or a connection
 ---@param ms? number the limit in milliseconds, or nil for none
+---@return nil ok nothing when `handle` is a socket
+---@return string|nil err `"invalid socket handle"` otherwise
 function socket.settimeout(handle, ms) end
 
 --- Sets the three time limits of a handle separately, in OpenResty's order:
@@ -305,11 +308,13 @@ function socket.settimeout(handle, ms) end
 --- that kind of wait without a limit. `connect_ms` is accepted for
 --- OpenResty's signature but has no effect, since a lunet handle only exists
 --- once connected: limit a connect with `connect`'s options. Does not yield.
---- Raises as `settimeout` does.
+--- Raises and fails as `settimeout` does.
 ---@param handle lunet.socket.Handle a listener or a connection
 ---@param connect_ms? number kept for OpenResty's order; no effect (see above)
 ---@param send_ms? number the limit of each write's wait, or nil
 ---@param read_ms? number the limit of each read or accept wait, or nil
+---@return nil ok nothing when `handle` is a socket
+---@return string|nil err `"invalid socket handle"` otherwise
 function socket.settimeouts(handle, connect_ms, send_ms, read_ms) end
 
 --- The options `socket.connect` and `socket.listen` accept.

@@ -508,12 +508,15 @@ lua_fn! {
     }
 }
 
-/// The open socket (connection or listener) at argument 1 for a setter.
-unsafe fn open_arg(L: *mut lua_State, what: &str) -> Result<*mut Sock, Raise> {
+/// The socket (connection or listener) at argument 1 for a time-limit
+/// setter: `Err(None)` for a handle already gone (nothing to set), or the
+/// error to return for a value that is not a socket (argument-error rule:
+/// what a call acts on gives `nil, err`).
+unsafe fn setter_arg(L: *mut lua_State) -> Result<*mut Sock, Option<&'static str>> {
     match stream::arg(L, 1) {
         Arg::Sock(s) => Ok(s),
-        Arg::Dead => Err(format!("{what}: socket closed").into()),
-        Arg::NotSocket => Err(format!("{what} expects a socket (got {})", type_name(L, 1)).into()),
+        Arg::Dead => Err(None),
+        Arg::NotSocket => Err(Some(NOT_SOCKET)),
     }
 }
 
@@ -521,9 +524,12 @@ lua_fn! {
     /// `socket.settimeout(handle, ms | nil)`: the time limit of every later
     /// wait on the handle (read, write, accept); nil = none.
     pub fn l_settimeout(L) {
-        let s = open_arg(L, "socket.settimeout")?;
         let ms = opt_ms(L, 2, "socket.settimeout")?;
-        (*s).timeouts = Timeouts { send: ms, read: ms };
+        match setter_arg(L) {
+            Ok(s) => (*s).timeouts = Timeouts { send: ms, read: ms },
+            Err(Some(msg)) => return Ok(push_fail(L, msg)),
+            Err(None) => {}
+        }
         Ok(0)
     }
 }
@@ -533,12 +539,13 @@ lua_fn! {
     /// order). `connect_ms` is checked but has no effect: a handle exists only
     /// once connected (`connect`'s `opts.timeout` bounds the connect).
     pub fn l_settimeouts(L) {
-        let s = open_arg(L, "socket.settimeouts")?;
         opt_ms(L, 2, "socket.settimeouts")?;
-        (*s).timeouts = Timeouts {
-            send: opt_ms(L, 3, "socket.settimeouts")?,
-            read: opt_ms(L, 4, "socket.settimeouts")?,
-        };
+        let t = Timeouts { send: opt_ms(L, 3, "socket.settimeouts")?, read: opt_ms(L, 4, "socket.settimeouts")? };
+        match setter_arg(L) {
+            Ok(s) => (*s).timeouts = t,
+            Err(Some(msg)) => return Ok(push_fail(L, msg)),
+            Err(None) => {}
+        }
         Ok(0)
     }
 }
