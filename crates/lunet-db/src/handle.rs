@@ -9,6 +9,7 @@ use std::sync::Arc;
 use lunet_abi::ffi::lua_State;
 use parking_lot::Mutex;
 
+use crate::cache::SharedStats;
 use crate::job::{kick, JobPtr};
 use crate::Driver;
 
@@ -28,6 +29,8 @@ pub(crate) struct Shared<D: Driver> {
     pub closing: AtomicBool,
     /// The statement the connection is running right now (see [`Running`]).
     pub running: Running,
+    /// Its statement cache's counters, as of its last statement.
+    pub stats: SharedStats,
 }
 
 /// Which statement a connection is running, so that an interrupt meant for
@@ -86,6 +89,7 @@ impl<D: Driver> Shared<D> {
             info,
             closing: AtomicBool::new(false),
             running: Running::new(),
+            stats: SharedStats::default(),
         })
     }
 

@@ -26,13 +26,15 @@
 #![allow(non_snake_case)] // `L` is the Lua state, as everywhere in the Lua C API.
 #![allow(clippy::missing_safety_doc)]
 
+mod cache;
 mod handle;
 mod job;
 mod lua_api;
 mod values;
 
+pub use cache::{CacheStats, StatementCache};
 pub use lua_api::open_module;
-pub use values::{count_mismatch, double_quotes, Exec, Output, Param, Rows, Statement, StatementKind, Value};
+pub use values::{count_mismatch, double_quotes, DbError, Exec, Output, Param, Rows, Statement, StatementKind, Value};
 
 use std::ffi::{c_int, CStr};
 
@@ -68,17 +70,18 @@ pub trait Driver: Sized + 'static {
     /// `L` is the state of the running `open` call.
     unsafe fn config(L: *mut lua_State, idx: c_int) -> Result<Self::Config, Raise>;
 
-    /// Opens a connection. The error is the library's full message.
-    fn connect(config: Self::Config) -> Result<(Self::Conn, Self::Info), String>;
+    /// Opens a connection. The error is the library's full message, with
+    /// the database's code when it gave one.
+    fn connect(config: Self::Config) -> Result<(Self::Conn, Self::Info), DbError>;
 
     /// Runs one statement and returns its rows. `params` bind its placeholders
     /// in order; on a count mismatch return [`count_mismatch`]'s message.
-    fn query(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Rows, String>;
+    fn query(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Rows, DbError>;
 
     /// Runs a statement and reports what it changed. With no `params`, `sql`
     /// may be a script of several statements (all are run); with `params`, it
     /// must be exactly one statement.
-    fn exec(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Exec, String>;
+    fn exec(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Exec, DbError>;
 
     /// Runs statements that were queued on one connection, in queue order,
     /// setting each one's `outcome`. Called instead of [`Driver::query`] /
@@ -110,7 +113,7 @@ pub trait Driver: Sized + 'static {
                     .map(|m| m.to_string())
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                Err(format!("{} internal error: {what}", Self::NAME))
+                Err(format!("{} internal error: {what}", Self::NAME).into())
             }));
         }
     }
@@ -145,6 +148,14 @@ pub trait Driver: Sized + 'static {
     /// soon as the wait ends, instead of on a pool thread, which could be
     /// busy (every pool thread waiting for a statement).
     const INTERRUPT_IS_QUICK: bool = false;
+
+    /// The counters of the connection's statement cache (see
+    /// [`StatementCache`]), copied after every statement so that
+    /// `conn:stats()` can read them without the connection's lock.
+    fn cache_stats(conn: &Self::Conn) -> CacheStats {
+        let _ = conn;
+        CacheStats::default()
+    }
 
     /// Closes a connection (the default drops it). May block: it runs on the pool.
     fn close(conn: Self::Conn) {

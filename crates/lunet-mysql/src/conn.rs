@@ -12,7 +12,7 @@ use std::ffi::{c_uint, c_void, CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use lunet_db::{Exec, Param, Rows};
+use lunet_db::{CacheStats, DbError, Exec, Param, Rows};
 use mysqlclient_sys as my;
 use my::mysql_option as opt;
 
@@ -200,17 +200,26 @@ impl Killer {
     }
 }
 
-/// A MySQL error: the client or server error number (0 for our own checks)
-/// and the full message.
+/// A MySQL error: the client or server error number (0 for our own checks),
+/// the SQLSTATE and the full message.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Fail {
     pub code: u32,
+    pub sqlstate: String,
     pub msg: String,
 }
 
 impl Fail {
     pub fn ours(msg: impl Into<String>) -> Fail {
-        Fail { code: 0, msg: msg.into() }
+        Fail { code: 0, sqlstate: String::new(), msg: msg.into() }
+    }
+
+    /// The error scripts see: the message and `"<errno>/<SQLSTATE>"`.
+    pub fn to_db(&self) -> DbError {
+        match self.code {
+            0 => DbError::from(self.msg.clone()),
+            n => DbError::new(self.msg.clone(), format!("{n}/{}", self.sqlstate)),
+        }
     }
 
     /// Whether the connection is gone after this error.
@@ -258,14 +267,22 @@ pub(crate) unsafe fn conn_fail(m: *mut my::MYSQL) -> Fail {
     if msg.is_empty() {
         msg = format!("MySQL error {code}");
     }
-    Fail { code, msg }
+    Fail { code, sqlstate: sqlstate(my::mysql_sqlstate(m)), msg }
+}
+
+/// A SQLSTATE as the library gives it ("HY000" when it has none).
+pub(crate) unsafe fn sqlstate(p: *const std::ffi::c_char) -> String {
+    match text(p) {
+        s if s.len() == 5 => s,
+        _ => "HY000".into(),
+    }
 }
 
 pub struct Conn {
     /// Null once the connection is broken (closed right away).
     mysql: *mut my::MYSQL,
-    /// The message that broke the connection.
-    broken: Option<String>,
+    /// The error that broke the connection.
+    broken: Option<DbError>,
     stmts: StmtCache,
     escape: Arc<EscapeInfo>,
 }
@@ -290,7 +307,7 @@ fn ptr(c: &Option<CString>) -> *const std::ffi::c_char {
 
 impl Conn {
     /// Connects (blocking; on a pool thread).
-    pub fn connect(cfg: &Config) -> Result<(Conn, Info), String> {
+    pub fn connect(cfg: &Config) -> Result<(Conn, Info), DbError> {
         let host = c_string("host", &cfg.host)?;
         let user = c_string("user", &cfg.user)?;
         let password = c_string("password", &cfg.password)?;
@@ -306,7 +323,7 @@ impl Conn {
             for o in options(cfg, &charset) {
                 if let Err(e) = o.apply(m) {
                     my::mysql_close(m);
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
             let connected = my::mysql_real_connect(
@@ -322,7 +339,7 @@ impl Conn {
             if connected.is_null() {
                 let f = conn_fail(m);
                 my::mysql_close(m);
-                return Err(f.msg);
+                return Err(f.to_db());
             }
             let escape = Arc::new(EscapeInfo::of(m));
             let killer = Killer {
@@ -341,9 +358,9 @@ impl Conn {
     }
 
     /// The live handle, or the error of a broken connection.
-    fn live(&self) -> Result<*mut my::MYSQL, String> {
+    fn live(&self) -> Result<*mut my::MYSQL, DbError> {
         match &self.broken {
-            Some(why) => Err(format!("connection is broken: {why}")),
+            Some(why) => Err(DbError { message: format!("connection is broken: {}", why.message), code: why.code.clone() }),
             None => Ok(self.mysql),
         }
     }
@@ -370,7 +387,7 @@ impl Conn {
 
     /// Turns an outcome into the driver's result: a fatal error breaks the
     /// connection (closing the handle now).
-    fn settle<T>(&mut self, r: Result<T, Fail>) -> Result<T, String> {
+    fn settle<T>(&mut self, r: Result<T, Fail>) -> Result<T, DbError> {
         match r {
             Ok(v) => {
                 self.note_status();
@@ -378,17 +395,17 @@ impl Conn {
             }
             Err(f) => {
                 if f.is_fatal() {
-                    self.break_with(&f.msg);
+                    self.break_with(f.to_db());
                 } else {
                     self.note_status();
                 }
-                Err(f.msg)
+                Err(f.to_db())
             }
         }
     }
 
-    fn break_with(&mut self, why: &str) {
-        self.broken = Some(why.to_string());
+    fn break_with(&mut self, why: DbError) {
+        self.broken = Some(why);
         self.shut();
     }
 
@@ -401,7 +418,12 @@ impl Conn {
         }
     }
 
-    pub fn query(&mut self, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
+    /// The statement cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.stmts.stats()
+    }
+
+    pub fn query(&mut self, sql: &[u8], params: &[Param]) -> Result<Rows, DbError> {
         let m = self.live()?;
         let r = if params.is_empty() {
             unsafe { text_query(m, sql, true).map(|(rows, _)| rows.unwrap_or_default()) }
@@ -411,7 +433,7 @@ impl Conn {
         self.settle(r)
     }
 
-    pub fn exec(&mut self, sql: &[u8], params: &[Param]) -> Result<Exec, String> {
+    pub fn exec(&mut self, sql: &[u8], params: &[Param]) -> Result<Exec, DbError> {
         let m = self.live()?;
         let r = if params.is_empty() {
             unsafe { text_query(m, sql, false).map(|(_, e)| e) }
