@@ -11,13 +11,16 @@ use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::Ordering;
 
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::{core_abi, finish, guard, push_bytes, push_fail, type_name, Raise, Ret};
+use lunet_abi::lua::{core_abi, finish, guard, push_bytes, push_fail, run_chunk, type_name, Raise, Ret};
 use lunet_abi::LunetAbi;
 
 use crate::handle::{to_handle, Handle, LIVE};
 use crate::job::{close_in_background, submit, Job, Op, CLOSED};
 use crate::values::read_params;
 use crate::Driver;
+
+/// The Lua side of the module (see the file).
+const DB_LUA: &str = include_str!("db.lua");
 
 const SHUTTING_DOWN: &str = "the lunet runtime is shutting down";
 
@@ -132,6 +135,27 @@ unsafe fn escape<D: Driver>(L: *mut lua_State, fname: &str) -> Ret {
     Ok(1)
 }
 
+/// `stats(conn)`: the statement cache's counters (zeros once closed).
+unsafe fn stats<D: Driver>(L: *mut lua_State, fname: &str) -> Ret {
+    let h = conn_arg::<D>(L, fname)?;
+    let s = match h.shared_ref() {
+        Some(shared) if !h.closed => shared.stats.load(),
+        _ => Default::default(),
+    };
+    ffi::lua_createtable(L, 0, 5);
+    for (name, v) in [
+        (c"cache_size", s.size),
+        (c"cache_capacity", s.capacity),
+        (c"cache_hits", s.hits),
+        (c"cache_misses", s.misses),
+        (c"cache_evictions", s.evictions),
+    ] {
+        ffi::lua_pushnumber(L, v as f64);
+        ffi::lua_setfield(L, -2, name.as_ptr());
+    }
+    Ok(1)
+}
+
 unsafe fn connections(L: *mut lua_State) -> Ret {
     ffi::lua_pushnumber(L, LIVE.load(Ordering::Relaxed) as f64);
     Ok(1)
@@ -155,6 +179,7 @@ entry_points! {
     l_exec_params => |L| statement::<D>(L, Kind::Exec, &format!("{}.exec_params", D::NAME));
     l_close => |L| close::<D>(L, &format!("{}.close", D::NAME));
     l_escape => |L| escape::<D>(L, &format!("{}.escape", D::NAME));
+    l_stats => |L| stats::<D>(L, &format!("{}.stats", D::NAME));
     l_gc => |L| gc::<D>(L);
     l_tostring => |L| tostring::<D>(L);
 }
@@ -175,7 +200,7 @@ unsafe extern "C-unwind" fn l_connections(L: *mut lua_State) -> c_int {
 /// `L` must be the state of the running `luaopen_*` C function.
 pub unsafe fn open_module<D: Driver>(L: *mut lua_State) -> Result<c_int, Raise> {
     let abi = core_abi(L)?;
-    let fns: [(&CStr, ffi::lua_CFunction, bool, bool); 8] = [
+    let fns: [(&CStr, ffi::lua_CFunction, bool, bool); 9] = [
         // name, function, yields, is a method
         (c"open", l_open::<D>, true, false),
         (c"query", l_query::<D>, true, true),
@@ -184,9 +209,13 @@ pub unsafe fn open_module<D: Driver>(L: *mut lua_State) -> Result<c_int, Raise> 
         (c"exec_params", l_exec_params::<D>, true, true),
         (c"escape", l_escape::<D>, false, true),
         (c"close", l_close::<D>, false, true),
+        (c"stats", l_stats::<D>, false, true),
         (c"_connections", l_connections, false, false),
     ];
-    ffi::lua_createtable(L, 0, fns.len() as c_int); // module
+    // The Lua side (db.lua): error codes of timeouts, the transaction helper.
+    run_chunk(L, DB_LUA, c"=lunet.db").map_err(|e| Raise::from(format!("lunet-db: {e}")))?;
+    let lib = ffi::lua_gettop(L);
+    ffi::lua_createtable(L, 0, fns.len() as c_int + 1); // module
     ffi::lua_createtable(L, 0, fns.len() as c_int); // methods
     let push_closure = |f: ffi::lua_CFunction| {
         ffi::lua_pushlightuserdata(L, abi as *const LunetAbi as *mut c_void);
@@ -195,6 +224,9 @@ pub unsafe fn open_module<D: Driver>(L: *mut lua_State) -> Result<c_int, Raise> 
     for (name, f, yields, method) in fns {
         push_closure(f);
         if yields {
+            ffi::lua_getfield(L, lib, c"wrap".as_ptr());
+            ffi::lua_insert(L, -2);
+            ffi::lua_call(L, 1, 1); // only builds a closure: cannot fail
             guard(L, &format!("{}.{}", D::NAME, name.to_str().unwrap_or("?")))?;
         }
         if method {
@@ -211,5 +243,10 @@ pub unsafe fn open_module<D: Driver>(L: *mut lua_State) -> Result<c_int, Raise> 
     push_bytes(L, format!("{} connection", D::NAME).as_bytes());
     ffi::lua_setfield(L, -2, c"__name".as_ptr());
     ffi::lua_settop(L, -3); // drop metatable and methods; the module is on top
+    ffi::lua_getfield(L, lib, c"install".as_ptr());
+    ffi::lua_pushvalue(L, -2);
+    push_bytes(L, D::NAME.as_bytes());
+    ffi::lua_call(L, 2, 0);
+    ffi::lua_replace(L, lib); // the module, in place of the library
     Ok(1)
 }
