@@ -186,11 +186,14 @@ unsafe fn run_queued<D: Driver>(shared: &Shared<D>, conn: &mut Option<D::Conn>, 
     complete(p, out);
 }
 
-/// Copies the connection's cache counters where `stats()` reads them,
-/// before the statements that moved them are reported done.
+/// Copies the connection's cache counters and session state where the loop
+/// thread reads them, before the statements that changed them are reported
+/// done.
 fn note_stats<D: Driver>(shared: &Shared<D>, conn: &Option<D::Conn>) {
     if let Some(c) = conn {
         shared.stats.store(D::cache_stats(c));
+        let s = D::session(c);
+        shared.session.store(s.in_transaction as u8 | (s.broken as u8) << 1, Ordering::Relaxed);
     }
 }
 
@@ -647,6 +650,12 @@ mod tests {
     ) -> c_int {
         -1
     }
+    unsafe extern "C" fn no_wait(_: *mut c_void, _: *mut lua_State, _: i64) -> u64 {
+        0
+    }
+    unsafe extern "C" fn no_wake(_: *mut c_void, _: u64) -> c_int {
+        0
+    }
     unsafe extern "C" fn no_loop(_: *mut c_void) -> *mut c_void {
         std::ptr::null_mut()
     }
@@ -659,6 +668,8 @@ mod tests {
             queue_work: no_queue,
             uv_loop: no_loop,
             queue_work_interruptible: no_queue_int,
+            wait: no_wait,
+            wake: no_wake,
         }))
     }
 
