@@ -80,9 +80,7 @@ end
 -- (id serial, v text NOT NULL UNIQUE), dropped afterwards; checks that no
 -- connection and no wait is left behind.
 local function with_table(D, body, limit)
-  collectgarbage("collect")
-  local conns, pending = D.mod._connections(), lunet._pending()
-  H.run(function()
+  H.db_run(D.mod, function()
     local c = open(D)
     local t = unique("lunet_c")
     assert(c:exec(("CREATE TABLE %s(id %s, v VARCHAR(64) NOT NULL UNIQUE)"):format(t, D.serial)))
@@ -91,11 +89,7 @@ local function with_table(D, body, limit)
     assert(c:exec("DROP TABLE " .. t))
     c:close()
     if not ok then error(err, 0) end
-    collectgarbage("collect")
-    assert.is_true(eventually(function() return D.mod._connections() <= conns end, 5000),
-      ("%d %s connection(s) left open"):format(D.mod._connections() - conns, D.name))
-  end, limit or 20000)
-  assert.equal(pending, lunet._pending())
+  end, limit)
 end
 
 local function count(c, t)

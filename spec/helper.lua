@@ -296,6 +296,20 @@ function M.check_silent_open(open, why)
   end, 45000)
 end
 
+--- Runs `body` in M.run and checks that it left no connection of the
+-- database driver `mod` open and no wait behind.
+function M.db_run(mod, body, limit)
+  collectgarbage("collect")
+  local conns, pending = mod._connections(), lunet._pending()
+  M.run(function()
+    body()
+    collectgarbage("collect")
+    assert(M.eventually(function() return mod._connections() <= conns end, 5000),
+      ("%d connection(s) left open"):format(mod._connections() - conns))
+  end, limit or 20000)
+  assert(pending == lunet._pending(), "waits left behind")
+end
+
 --- `open` of a server database driver: the local test server (LUNET_DB_HOST,
 -- LUNET_DB_PORT, LUNET_DB_USER, LUNET_DB_PASS override it). Returns a
 -- function(module) → conn | nil, err.

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lunet_abi::ffi::lua_State;
@@ -31,6 +31,9 @@ pub(crate) struct Shared<D: Driver> {
     pub running: Running,
     /// Its statement cache's counters, as of its last statement.
     pub stats: SharedStats,
+    /// Its session state as of its last statement: bit 0 in a transaction,
+    /// bit 1 broken.
+    pub session: AtomicU8,
 }
 
 /// Which statement a connection is running, so that an interrupt meant for
@@ -90,6 +93,7 @@ impl<D: Driver> Shared<D> {
             closing: AtomicBool::new(false),
             running: Running::new(),
             stats: SharedStats::default(),
+            session: AtomicU8::new(0),
         })
     }
 

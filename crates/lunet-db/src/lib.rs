@@ -41,6 +41,13 @@ use std::ffi::{c_int, CStr};
 use lunet_abi::ffi::lua_State;
 use lunet_abi::lua::Raise;
 
+/// What a pool needs to know about a connection after a statement.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub in_transaction: bool,
+    pub broken: bool,
+}
+
 /// What a database driver provides. Every method except [`Driver::config`]
 /// runs on a thread-pool thread, one at a time per connection (the caller
 /// holds the connection's mutex), and must not touch Lua.
@@ -155,6 +162,14 @@ pub trait Driver: Sized + 'static {
     fn cache_stats(conn: &Self::Conn) -> CacheStats {
         let _ = conn;
         CacheStats::default()
+    }
+
+    /// Whether the connection is inside a transaction (a pool resets it with
+    /// `ROLLBACK` before handing it on) and whether it is broken (a pool
+    /// closes it). Read after every statement, like [`Driver::cache_stats`].
+    fn session(conn: &Self::Conn) -> Session {
+        let _ = conn;
+        Session::default()
     }
 
     /// Closes a connection (the default drops it). May block: it runs on the pool.

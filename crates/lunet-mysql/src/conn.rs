@@ -27,6 +27,8 @@ const CLIENT_FLAGS: std::ffi::c_ulong = (1 << 16) | (1 << 17) | (1 << 18);
 /// own limit); the server's `max_allowed_packet` still applies on its side.
 const CLIENT_MAX_PACKET: usize = 1 << 30;
 const SERVER_STATUS_NO_BACKSLASH_ESCAPES: c_uint = 512;
+/// Server status flag: a transaction is open.
+const SERVER_STATUS_IN_TRANS: c_uint = 1;
 /// Seconds `open` waits for the server when `connect_timeout` is absent or 0
 /// (Connector/C would take 0 as "no limit" and could wait forever).
 pub const DEFAULT_CONNECT_TIMEOUT: u32 = 10;
@@ -285,6 +287,8 @@ pub struct Conn {
     broken: Option<DbError>,
     stmts: StmtCache,
     escape: Arc<EscapeInfo>,
+    /// Whether a transaction was open after the last statement.
+    in_trans: bool,
 }
 
 // SAFETY: a MYSQL handle may move between threads as long as one thread at a
@@ -351,7 +355,7 @@ impl Conn {
                 timeout: cfg.connect_timeout_secs().min(KILL_TIMEOUT),
                 thread_id: my::mysql_thread_id(m) as u64,
             };
-            let mut conn = Conn { mysql: m, broken: None, stmts: StmtCache::default(), escape: escape.clone() };
+            let mut conn = Conn { mysql: m, broken: None, stmts: StmtCache::default(), escape: escape.clone(), in_trans: false };
             conn.note_status();
             Ok((conn, Info { escape, killer }))
         }
@@ -379,6 +383,7 @@ impl Conn {
             )
         };
         if failed == 0 {
+            self.in_trans = status & SERVER_STATUS_IN_TRANS != 0;
             self.escape
                 .no_backslash_escapes
                 .store(status & SERVER_STATUS_NO_BACKSLASH_ESCAPES != 0, Ordering::Relaxed);
@@ -463,9 +468,13 @@ impl Conn {
         self.escape.clone()
     }
 
-    #[cfg(test)]
     pub fn is_broken(&self) -> bool {
         self.broken.is_some()
+    }
+
+    /// Whether a transaction was open after the last statement.
+    pub fn in_transaction(&self) -> bool {
+        self.in_trans && self.broken.is_none()
     }
 }
 

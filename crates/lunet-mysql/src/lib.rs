@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{raw_field, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
-use lunet_db::{CacheStats, DbError, Driver, Exec, Param, Rows};
+use lunet_db::{CacheStats, DbError, Driver, Exec, Param, Rows, Session};
 use mysqlclient_sys as my;
 
 pub use conn::{Config, Conn, Info};
@@ -65,6 +65,10 @@ impl Driver for Mysql {
 
     fn cache_stats(conn: &Conn) -> CacheStats {
         conn.cache_stats()
+    }
+
+    fn session(conn: &Conn) -> Session {
+        Session { in_transaction: conn.in_transaction(), broken: conn.is_broken() }
     }
 
     fn close(conn: Conn) {

@@ -406,6 +406,17 @@ impl Pg {
         self.cache.lru.stats()
     }
 
+    /// Whether a transaction is open (or failed and not yet rolled back).
+    pub fn in_transaction(&self) -> bool {
+        let s = unsafe { PQtransactionStatus(self.conn()) };
+        self.broken.is_none()
+            && (s == PGTransactionStatusType::PQTRANS_INTRANS || s == PGTransactionStatusType::PQTRANS_INERROR)
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
     fn usable(&self) -> Result<(), DbError> {
         match &self.broken {
             Some(why) => Err(format!("connection is broken: {why}").into()),

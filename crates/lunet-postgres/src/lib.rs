@@ -18,7 +18,7 @@ use std::ffi::{c_int, CStr};
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{raw_field, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
-use lunet_db::{CacheStats, DbError, Driver, Exec, Param, Rows, Statement};
+use lunet_db::{CacheStats, DbError, Driver, Exec, Param, Rows, Session, Statement};
 
 use conn::{Canceller, Pg, Setting};
 
@@ -107,6 +107,10 @@ impl Driver for Postgres {
 
     fn cache_stats(conn: &Pg) -> CacheStats {
         conn.cache_stats()
+    }
+
+    fn session(conn: &Pg) -> Session {
+        Session { in_transaction: conn.in_transaction(), broken: conn.is_broken() }
     }
 
     fn batch(conn: &mut Pg, batch: &mut [Statement<'_>]) {

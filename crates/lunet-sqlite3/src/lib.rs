@@ -13,7 +13,7 @@ use std::ffi::{c_int, CStr};
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{raw_field, type_name, Raise};
 use lunet_abi::lua_fn;
-use lunet_db::{count_mismatch, CacheStats, DbError, Driver, Exec, Param, Rows, StatementCache, Value};
+use lunet_db::{count_mismatch, CacheStats, DbError, Driver, Exec, Param, Rows, Session, StatementCache, Value};
 use rusqlite::types::{Null, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, InterruptHandle, Statement};
 
@@ -106,6 +106,10 @@ impl Driver for Sqlite {
 
     fn cache_stats(db: &Db) -> CacheStats {
         db.cache.stats()
+    }
+
+    fn session(db: &Db) -> Session {
+        Session { in_transaction: !db.conn.is_autocommit(), broken: false }
     }
 
     /// The statement fails with "interrupted" (SQLITE_INTERRUPT) at its next
