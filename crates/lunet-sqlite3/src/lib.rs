@@ -270,10 +270,24 @@ fn changed(conn: &Connection, before: u64) -> u64 {
     }
 }
 
+/// Process-wide SQLite settings, before the library is first used: memory
+/// statistics off. With them on (SQLite's default) every allocation inside
+/// SQLite takes one global mutex, which the pool threads running statements
+/// on different connections then fight over. Nothing in lunet reads them.
+/// If SQLite was already initialised in this process (another library used
+/// it first) the call is refused and nothing changes.
+fn library_config() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int);
+    });
+}
+
 lua_fn! {
     /// `require("lunet.sqlite3")`
     #[no_mangle]
     pub fn luaopen_lunet_sqlite3(L) {
+        library_config();
         lunet_db::open_module::<Sqlite>(L)
     }
 }
