@@ -220,6 +220,27 @@ for _, D in ipairs(DRIVERS) do
       end)
     end)
 
+    it("min_idle connections are opened by the pool and kept through idle_timeout", function()
+      run(D, function(cfg)
+        local p = pool(cfg, { size = 4, min_idle = 2, idle_timeout = 30 })
+        assert.is_true(H.eventually(function() return p:stats().idle == 2 end))
+        assert.equal(2, p:stats().created)
+        lunet.sleep(60)
+        assert(p:query("SELECT 1 AS x"))
+        local s = p:stats()
+        assert.equal(0, s.evicted)
+        assert.equal(2, s.size)
+        p:close()
+        -- A config table changed afterwards does not change the pool.
+        local cfg2 = {}
+        for k, v in pairs(cfg) do cfg2[k] = v end
+        local q = pool(cfg2, { size = 1 })
+        if D.name == "sqlite3" then cfg2.path = "/nonexistent-dir/x.db" else cfg2.port = 1 end
+        assert(q:query("SELECT 1 AS x"))
+        q:close()
+      end)
+    end)
+
     it("close: waiting callers get nil, \"pool is closed\"; connections in use close on release", function()
       run(D, function(cfg)
         local p = pool(cfg, { size = 1 })

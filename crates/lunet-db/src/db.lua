@@ -236,10 +236,10 @@ local function make_pools(native, name, lunet, park, wake)
   end
 
   -- Whether an idle entry must go: past its lifetime, or idle too long
-  -- (above min_idle).
-  local function expired(p, e, t)
+  -- while the pool has `open` connections, more than min_idle.
+  local function expired(p, e, t, open)
     if p.max_lifetime and t - e.created >= p.max_lifetime then return true end
-    if p.idle_timeout and t - e.used >= p.idle_timeout and #p.idle + p.in_use > p.min_idle then return true end
+    if p.idle_timeout and t - e.used >= p.idle_timeout and open > p.min_idle then return true end
     return false
   end
 
@@ -272,7 +272,7 @@ local function make_pools(native, name, lunet, park, wake)
     local idle, kept = p.idle, {}
     for i = 1, #idle do
       local e = idle[i]
-      if expired(p, e, t) then
+      if expired(p, e, t, p.total) then
         p.evicted = p.evicted + 1
         close_entry(p, e)
         hand_on(p, nil)
@@ -327,7 +327,7 @@ local function make_pools(native, name, lunet, park, wake)
       if not e then break end
       idle[#idle] = nil
       local t = now()
-      if expired(self, e, t) then
+      if expired(self, e, t, self.total) then
         self.evicted = self.evicted + 1
         close_entry(self, e)
       else
@@ -514,6 +514,12 @@ local function make_pools(native, name, lunet, park, wake)
     local key = canon(config) .. "|" .. canon(opts)
     local p = pools[key]
     if p and not p.closed then return p end
+    if type(config) == "table" then
+      -- A copy: a table the caller changes later must not change the pool.
+      local copy = {}
+      for k, v in pairs(config) do copy[k] = v end
+      config = copy
+    end
     p = setmetatable({
       key = key, config = config, size = size, min_idle = min_idle, on_connect = opts.on_connect,
       idle_timeout = idle_timeout, max_lifetime = max_lifetime, acquire_timeout = acquire_timeout,
