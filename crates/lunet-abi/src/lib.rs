@@ -97,6 +97,8 @@ pub struct LunetAbi {
 pub enum FetchError {
     Missing,
     Version { found: u32 },
+    /// The core's table is older (shorter) than the one this driver knows.
+    Size { found: u32 },
 }
 
 impl std::fmt::Display for FetchError {
@@ -107,6 +109,12 @@ impl std::fmt::Display for FetchError {
                 f,
                 "lunet core ABI version {found} does not match the version {ABI_VERSION} this driver was built for; \
                  install matching versions of lunet and the driver"
+            ),
+            FetchError::Size { found } => write!(
+                f,
+                "the lunet core is older than this driver (its ABI table has {found} bytes, the driver needs {}); \
+                 install matching versions of lunet and the driver",
+                std::mem::size_of::<LunetAbi>()
             ),
         }
     }
@@ -124,8 +132,11 @@ pub unsafe fn fetch(L: *mut lua_State) -> Result<&'static LunetAbi, FetchError> 
         return Err(FetchError::Missing);
     }
     let abi = &*p;
-    if abi.version != ABI_VERSION || (abi.size as usize) < std::mem::size_of::<LunetAbi>() {
+    if abi.version != ABI_VERSION {
         return Err(FetchError::Version { found: abi.version });
+    }
+    if (abi.size as usize) < std::mem::size_of::<LunetAbi>() {
+        return Err(FetchError::Size { found: abi.size });
     }
     Ok(abi)
 }
@@ -181,5 +192,7 @@ mod tests {
         assert!(FetchError::Missing.to_string().contains("not loaded"));
         let v = FetchError::Version { found: 99 }.to_string();
         assert!(v.contains("99") && v.contains(&ABI_VERSION.to_string()));
+        let s = FetchError::Size { found: 40 }.to_string();
+        assert!(s.contains("older") && s.contains("40"), "{s}");
     }
 }
