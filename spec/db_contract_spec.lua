@@ -136,6 +136,52 @@ for _, D in ipairs(DRIVERS) do
     end)
   end)
 
+  describe("lunet." .. D.name .. " whatever it is given", function()
+    it("never crash, whatever is passed to any function in any order", function()
+      local db = D.mod
+      local calls, raised, returned = 0, 0, 0
+      H.db_run(db, function()
+        local open_conn, closed_conn = open(D), open(D)
+        db.close(closed_conn)
+        -- pool[0] is nil.
+        local pool = { 0, -1.5, "SELECT 1", "x\0y", "", true, {}, function() end, io.stdout,
+          coroutine.create(function() end), open_conn, closed_conn, ("z"):rep(100000) }
+        local n = 13
+        local names = { "open", "query", "exec", "query_params", "exec_params", "escape", "close", "stats" }
+        -- open() with a string: SQLite would create that file (only the
+        -- failing ones are tried), a server driver would look it up as a host.
+        local function skip(name, v)
+          if name == "close" and v == open_conn then return true end
+          if name ~= "open" or type(v) ~= "string" then return false end
+          return D.name ~= "sqlite3" or (v ~= "x\0y" and #v < 1000)
+        end
+        for _, name in ipairs(names) do
+          for a = 0, n do
+            for b = 0, n, 3 do
+              if not skip(name, pool[a]) then
+                calls = calls + 1
+                local res = { pcall(db[name], pool[a], pool[b], pool[(a + b) % (n + 1)]) }
+                if not res[1] then
+                  raised = raised + 1
+                  assert.equal("string", type(res[2]))
+                else
+                  returned = returned + 1
+                  if res[2] == nil and res[3] ~= nil then assert.equal("string", type(res[3])) end
+                  if res[2] == nil and res[4] ~= nil then assert.equal("string", type(res[4])) end
+                  if getmetatable(res[2]) == getmetatable(open_conn) and res[2] ~= open_conn then db.close(res[2]) end
+                end
+              end
+            end
+          end
+        end
+        -- The connection still works after all that.
+        assert.equal(1, tonumber(db.query(open_conn, "SELECT 1 AS x")[1].x))
+        db.close(open_conn)
+      end, 60000)
+      assert.is_true(calls > 300 and raised > 0 and returned > 0, ("%d calls, %d raised, %d returned"):format(calls, raised, returned))
+    end)
+  end)
+
   describe("lunet." .. D.name .. " statement cache", function()
     it("counts hits and misses and stays within its bound (conn:stats())", function()
       with_table(D, function(c, t)

@@ -3,6 +3,7 @@
 -- 127.0.0.1:5432 as postgres). Each run creates its own database, with a name
 -- full of characters that would break a pasted connection string, and drops
 -- it afterwards. An unreachable server fails the run: nothing is skipped.
+-- Cases that are the same for every driver are in db_contract_spec.lua.
 local H = require("spec.helper")
 local lunet = H.lunet
 local pg = require("lunet.postgres")
