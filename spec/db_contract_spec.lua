@@ -136,6 +136,33 @@ for _, D in ipairs(DRIVERS) do
     end)
   end)
 
+  describe("lunet." .. D.name .. " loading", function()
+    -- Changes a field of the core's ABI table (uint32 number `field`: 0 the
+    -- version, 1 the size) by `delta`, then requires the driver.
+    local function load_with(field, delta)
+      return H.luajit(([[
+        require("lunet")
+        local p = require("ffi").cast("uint32_t *", debug.getregistry()["lunet.abi"])
+        p[%d] = p[%d] + %d
+        local ok, e = pcall(require, "lunet.%s")
+        io.stderr:write(tostring(e))
+        os.exit(ok and 0 or 3)
+      ]]):format(field, field, delta, D.name))
+    end
+
+    it("refuses to load when the core has another ABI version", function()
+      local rc, _, err = load_with(0, 7)
+      assert.equal(3, rc)
+      assert.matches("ABI version 8 does not match the version 1", err, 1, true)
+    end)
+
+    it("refuses to load, saying so, when the core is older (its ABI table is shorter)", function()
+      local rc, _, err = load_with(1, -8)
+      assert.equal(3, rc)
+      assert.matches("the lunet core is older than this driver", err, 1, true)
+    end)
+  end)
+
   describe("lunet." .. D.name .. " whatever it is given", function()
     it("never crash, whatever is passed to any function in any order", function()
       local db = D.mod

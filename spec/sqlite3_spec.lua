@@ -54,19 +54,6 @@ describe("lunet.sqlite3", function()
       assert.equal("hi\n", out)
     end)
 
-    it("refuses to load when the core has another ABI version", function()
-      local rc, _, err = H.luajit([[
-        require("lunet")
-        local p = require("ffi").cast("uint32_t *", debug.getregistry()["lunet.abi"])
-        p[0] = p[0] + 7
-        local ok, e = pcall(require, "lunet.sqlite3")
-        io.stderr:write(tostring(e))
-        os.exit(ok and 0 or 3)
-      ]])
-      assert.equal(3, rc)
-      assert.matches("ABI version 8 does not match the version 1", err, 1, true)
-    end)
-
     it("refuses to load, clearly, when the core cannot be found", function()
       local dir = os.tmpname()
       os.remove(dir)
