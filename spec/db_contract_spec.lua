@@ -163,6 +163,50 @@ for _, D in ipairs(DRIVERS) do
     end)
   end)
 
+  describe("lunet." .. D.name .. " wrong arguments", function()
+    it("raise for values that cannot be bound, a missing or wrong connection or SQL", function()
+      local db, n = D.mod, D.name
+      H.db_run(db, function()
+        local c = open(D)
+        for _, bad in ipairs({ {}, function() end, coroutine.create(function() end), io.stdout }) do
+          local ok, err = pcall(db.query, c, ("SELECT %s"):format(P(1)), bad)
+          assert.is_false(ok)
+          assert.matches("parameter 1 must be nil, boolean, number or string", err, 1, true)
+        end
+        local function expected(i, fname, what, got)
+          return ("bad argument #%d to '%s.%s' (%s expected, got %s)"):format(i, n, fname, what, got)
+        end
+        local conn_t = n .. " connection"
+        local cases = {
+          { expected(1, "query", conn_t, "no value"), db.query, 0 },
+          { expected(1, "query", conn_t, "nil"), db.query, 2, nil, "SELECT 1" },
+          { expected(1, "exec", conn_t, "string"), db.exec, 1, "SELECT 1" },
+          { expected(1, "query", conn_t, "userdata"), db.query, 2, io.stdout, "SELECT 1" },
+          { expected(2, "query", "string", "no value"), db.query, 1, c },
+          { expected(2, "exec", "string", "table"), db.exec, 2, c, {} },
+          { expected(2, "query_params", "string", "number"), db.query_params, 2, c, 1 },
+          { expected(1, "close", conn_t, "number"), db.close, 1, 5 },
+          { expected(1, "stats", conn_t, "nil"), db.stats, 1, nil },
+        }
+        for _, case in ipairs(cases) do
+          local ok, err = pcall(case[2], unpack(case, 4, 3 + case[3]))
+          assert.is_false(ok)
+          assert.matches(case[1], err, 1, true)
+        end
+        -- A connection of another driver is not one of this driver's.
+        local other = DRIVERS[D.name == "sqlite3" and 3 or 1]
+        local s = open(other)
+        local ok, err = pcall(db.query, s, "SELECT 1")
+        assert.is_false(ok)
+        assert.matches(conn_t .. " expected", err, 1, true)
+        s:close()
+        -- The connection is unaffected.
+        assert.equal(1, tonumber(db.query(c, "SELECT 1 AS x")[1].x))
+        db.close(c)
+      end)
+    end)
+  end)
+
   describe("lunet." .. D.name .. " whatever it is given", function()
     it("never crash, whatever is passed to any function in any order", function()
       local db = D.mod

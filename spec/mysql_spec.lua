@@ -564,43 +564,6 @@ describe("lunet.mysql", function()
       end)
     end)
 
-    it("raise for values that cannot be bound and for wrong arguments", function()
-      H.run(function()
-        local c = conn()
-        for _, bad in ipairs({ {}, function() end, coroutine.create(function() end), io.stdout }) do
-          local ok, err = pcall(db.query, c, "SELECT ?", bad)
-          assert.is_false(ok)
-          assert.matches("parameter 1 must be nil, boolean, number or string", err, 1, true)
-        end
-        local cases = {
-          { "bad argument #1 to 'mysql.query' (mysql connection expected, got no value)", db.query, 0 },
-          { "bad argument #1 to 'mysql.query' (mysql connection expected, got nil)", db.query, 2, nil, "SELECT 1" },
-          { "bad argument #1 to 'mysql.exec' (mysql connection expected, got string)", db.exec, 1, "SELECT 1" },
-          { "bad argument #1 to 'mysql.query' (mysql connection expected, got userdata)", db.query, 2, io.stdout, "SELECT 1" },
-          { "bad argument #2 to 'mysql.query' (string expected, got no value)", db.query, 1, c },
-          { "bad argument #2 to 'mysql.exec' (string expected, got table)", db.exec, 2, c, {} },
-          { "bad argument #2 to 'mysql.query_params' (string expected, got number)", db.query_params, 2, c, 1 },
-          { "bad argument #1 to 'mysql.close' (mysql connection expected, got number)", db.close, 1, 5 },
-        }
-        for _, case in ipairs(cases) do
-          local ok, err = pcall(case[2], unpack(case, 4, 3 + case[3]))
-          assert.is_false(ok)
-          assert.matches(case[1], err, 1, true)
-        end
-        -- A connection of another driver is not a MySQL connection.
-        local ok_sqlite, sqlite3 = pcall(require, "lunet.sqlite3")
-        if ok_sqlite then
-          local s = assert(sqlite3.open())
-          local ok, err = pcall(db.query, s, "SELECT 1")
-          assert.is_false(ok)
-          assert.matches("mysql connection expected", err, 1, true)
-          sqlite3.close(s)
-        end
-        assert.equal(1, db.query(c, "SELECT 1 AS x")[1].x)
-        db.close(c)
-      end)
-    end)
-
     it("query_params and exec_params are aliases, also as methods", function()
       H.run(function()
         local c = conn()
