@@ -207,6 +207,39 @@ for _, D in ipairs(DRIVERS) do
     end)
   end)
 
+  describe("lunet." .. D.name .. " close and escape", function()
+    it("close is idempotent; later statements return 'connection is closed'", function()
+      local db = D.mod
+      H.db_run(db, function()
+        local c = open(D)
+        assert.is_nil(db.close(c))
+        assert.is_nil(db.close(c))
+        c:close()
+        for _, f in ipairs({ db.query, db.exec, db.query_params, db.exec_params }) do
+          assert.same({ nil, "connection is closed" }, { f(c, "SELECT 1") })
+        end
+        -- Argument checks still come first.
+        assert.is_false(pcall(db.query, c, 42))
+      end)
+    end)
+
+    it("escape raises for a missing or non-string argument", function()
+      local db = D.mod
+      for _, args in ipairs({ {}, { nil }, { {} }, { true } }) do
+        local ok, err = pcall(db.escape, unpack(args))
+        assert.is_false(ok)
+        assert.matches(("bad argument #1 to '%s.escape' (string expected"):format(D.name), err, 1, true)
+      end
+      H.db_run(db, function()
+        local c = open(D)
+        local ok, err = pcall(db.escape, c)
+        assert.is_false(ok)
+        assert.matches(("bad argument #2 to '%s.escape' (string expected, got no value)"):format(D.name), err, 1, true)
+        db.close(c)
+      end)
+    end)
+  end)
+
   describe("lunet." .. D.name .. " whatever it is given", function()
     it("never crash, whatever is passed to any function in any order", function()
       local db = D.mod
