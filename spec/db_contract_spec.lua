@@ -240,6 +240,38 @@ for _, D in ipairs(DRIVERS) do
     end)
   end)
 
+  describe("lunet." .. D.name .. " process exit", function()
+    it("lets the process exit cleanly with a statement running and connections open", function()
+      local env = os.getenv
+      local config = ({
+        sqlite3 = "nil",
+        mysql = ("{ host = %q, port = %d, user = %q, password = %q, database = 'test' }"):format(
+          env("LUNET_DB_HOST") or "127.0.0.1", tonumber(env("LUNET_DB_PORT") or "") or 3306,
+          env("LUNET_DB_USER") or "root", env("LUNET_DB_PASS") or ""),
+        postgres = ("{ host = %q, port = %d, user = %q, password = %s, database = 'postgres' }"):format(
+          env("LUNET_DB_HOST") or "127.0.0.1", tonumber(env("LUNET_DB_PORT") or "") or 5432,
+          env("LUNET_DB_USER") or "postgres", env("LUNET_DB_PASS") and ("%q"):format(env("LUNET_DB_PASS")) or "nil"),
+      })[D.name]
+      local rc, out, err = H.luajit(([[
+        local lunet, db = require("lunet"), require("lunet.%s")
+        local config = %s
+        lunet.spawn(function()
+          local c = assert(db.open(config))
+          db.query(c, %q)
+        end)
+        lunet.spawn(function()
+          local keep = assert(db.open(config))
+          lunet.sleep(100)
+          print("exiting")
+          os.exit(0, true)
+        end)
+        lunet.run()
+      ]]):format(D.name, config, D.slow))
+      assert.equal(0, rc, err)
+      assert.equal("exiting\n", out)
+    end)
+  end)
+
   describe("lunet." .. D.name .. " whatever it is given", function()
     it("never crash, whatever is passed to any function in any order", function()
       local db = D.mod
