@@ -11,7 +11,8 @@
 # median process CPU time per statement. Also the synchronous rusqlite floor
 # (one thread, statements/s = statements per CPU-second) when
 # LUNET_SQLITE3_FLOOR names the sqlite3_floor example binary.
-# Environment: BENCH_ROUNDS (default 5), BENCH_DB_N (statements per run).
+# Environment: BENCH_ROUNDS (default 5), BENCH_DB_N (statements per run),
+# BENCH_DRIVERS (default "sqlite3 mysql postgres").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${BENCH_ROUNDS:-5}
@@ -21,7 +22,7 @@ BUILDS=("build/release")
 OUT=$(mktemp /tmp/lunet-dbconc.XXXXXX)
 trap 'rm -f "$OUT"' EXIT
 for round in $(seq "$ROUNDS"); do
-  for db in sqlite3 mysql postgres; do
+  for db in ${BENCH_DRIVERS:-sqlite3 mysql postgres}; do
     for threads in 4 8 16; do
       for b in "${BUILDS[@]}"; do
         line=$(cd "$PWD" && DB=$db UV_THREADPOOL_SIZE=$threads LUA_PATH="./?.lua;;" "$b/lunet-run" bench/dbconc.lua)
