@@ -89,6 +89,8 @@ bench: build
 	@scripts/db-up.sh postgres
 	$(CARGO) build --release -p lunet-postgres --example postgres_floor
 	LUNET_POSTGRES_FLOOR=target/release/examples/postgres_floor build/release/lunet-run bench/postgres.lua
+	build/release/lunet-run bench/dbpool.lua
+	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor bench/dbconc.sh
 	@scripts/deps.sh bench
 	bench/net.sh
 	bench/tls.sh

@@ -43,7 +43,7 @@ for sym in $(nm -D --defined-only "$tree/lib/lua/5.1/lunet.so" | grep -o 'luaope
   modules+=("lunet.${sym#luaopen_lunet_}")
 done
 for s in "${specs[@]:1}"; do
-  d=$(basename "$s" -scm-1.rockspec); modules+=("lunet.${d#lunet-}")
+  d=$(basename "$s" -scm-1.rockspec); modules+=("lunet.${d#lunet-}" "lunet.${d#lunet-}_tx")
 done
 for m in "${modules[@]}"; do
   if out=$(cd / && eval "$(rocks path)" && luajit -e "

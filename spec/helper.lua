@@ -8,6 +8,9 @@ M.root = os.getenv("PWD") or "."
 if not package.cpath:find(M.build .. "/?.so", 1, true) then
   package.cpath = M.build .. "/?.so;" .. M.build .. "/test/?.so;" .. package.cpath
 end
+if not package.path:find(M.build .. "/?.lua", 1, true) then
+  package.path = M.build .. "/?.lua;" .. package.path
+end
 
 local lunet = require("lunet")
 M.lunet = lunet
@@ -311,6 +314,35 @@ function M.check_silent_open(open, why)
     end
     expect.is_true(r[2].ms >= 9000 and r[3].ms >= 9000, ("%d ms, %d ms"):format(r[2].ms, r[3].ms))
   end, 45000)
+end
+
+--- Runs `body` in M.run and checks that it left no connection of the
+-- database driver `mod` open and no wait behind.
+function M.db_run(mod, body, limit)
+  collectgarbage("collect")
+  local conns, pending = mod._connections(), lunet._pending()
+  M.run(function()
+    body()
+    collectgarbage("collect")
+    assert(M.eventually(function() return mod._connections() <= conns end, 5000),
+      ("%d connection(s) left open"):format(mod._connections() - conns))
+  end, limit or 20000)
+  assert(pending == lunet._pending(), "waits left behind")
+end
+
+--- `open` of a server database driver: the local test server (LUNET_DB_HOST,
+-- LUNET_DB_PORT, LUNET_DB_USER, LUNET_DB_PASS override it). Returns a
+-- function(module) → conn | nil, err.
+function M.db_server(port, user, database)
+  return function(m)
+    return m.open({
+      host = os.getenv("LUNET_DB_HOST") or "127.0.0.1",
+      port = tonumber(os.getenv("LUNET_DB_PORT") or "") or port,
+      user = os.getenv("LUNET_DB_USER") or user,
+      password = os.getenv("LUNET_DB_PASS") or (user == "root" and "" or nil),
+      database = database,
+    })
+  end
 end
 
 return M

@@ -88,6 +88,8 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
             queue_work: work::abi_queue_work,
             queue_work_interruptible: work::abi_queue_work_interruptible,
             uv_loop: abi_uv_loop,
+            wait: work::abi_wait,
+            wake: work::abi_wake,
         },
     }));
     (*rt).abi.ctx = rt.cast();

@@ -600,6 +600,23 @@ pub unsafe fn is_waiting(rt: *mut Runtime, id: WaitId) -> bool {
     (*rt).sched.waits.get(id).is_some_and(|w| matches!(w.pending, Pending::None))
 }
 
+/// Ends a plain wait (the ABI's `wake`) from anywhere on the loop thread,
+/// Lua code included: it is resumed with no values on the next loop
+/// iteration. Returns false if it had already ended (or is stale).
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn wake_later(rt: *mut Runtime, id: WaitId) -> bool {
+    if !is_waiting(rt, id) {
+        return false;
+    }
+    if let Some(w) = (*rt).sched.waits.get_mut(id) {
+        w.unhook = None;
+    }
+    end_early(rt, id, Pending::Plain);
+    true
+}
+
 /// Queues the resumption of a join whose task has ended.
 ///
 /// # Safety
