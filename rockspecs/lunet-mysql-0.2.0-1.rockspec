@@ -24,6 +24,7 @@ build = {
   build_command = "cargo build --release -p lunet-mysql && bash scripts/stage.sh release",
   install = {
     lib = { ["lunet.mysql"] = "build/release/lunet/mysql.so" },
+    lua = { ["lunet.mysql_tx"] = "build/release/lunet/mysql_tx.lua" },
   },
 }
 test = {

@@ -24,6 +24,7 @@ build = {
   build_command = "cargo build --release -p lunet-postgres && bash scripts/stage.sh release",
   install = {
     lib = { ["lunet.postgres"] = "build/release/lunet/postgres.so" },
+    lua = { ["lunet.postgres_tx"] = "build/release/lunet/postgres_tx.lua" },
   },
 }
 test = {

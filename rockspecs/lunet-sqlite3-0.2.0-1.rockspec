@@ -23,6 +23,7 @@ build = {
   build_command = "cargo build --release -p lunet-sqlite3 && bash scripts/stage.sh release",
   install = {
     lib = { ["lunet.sqlite3"] = "build/release/lunet/sqlite3.so" },
+    lua = { ["lunet.sqlite3_tx"] = "build/release/lunet/sqlite3_tx.lua" },
   },
 }
 test = {
