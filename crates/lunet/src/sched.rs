@@ -606,7 +606,7 @@ pub unsafe fn is_waiting(rt: *mut Runtime, id: WaitId) -> bool {
 ///
 /// # Safety
 /// Loop thread.
-pub unsafe fn wake_later(rt: *mut Runtime, id: WaitId) -> bool {
+pub unsafe fn wake_plain_later(rt: *mut Runtime, id: WaitId) -> bool {
     if !is_waiting(rt, id) {
         return false;
     }

@@ -172,7 +172,7 @@ pub unsafe extern "C" fn abi_wait(ctx: *mut c_void, co: *mut lua_State, timeout_
 /// `LunetAbi::wake`; see its documentation.
 pub unsafe extern "C" fn abi_wake(ctx: *mut c_void, token: u64) -> c_int {
     match WaitId::from_bits(token) {
-        Some(id) => sched::wake_later(ctx as *mut Runtime, id) as c_int,
+        Some(id) => sched::wake_plain_later(ctx as *mut Runtime, id) as c_int,
         None => 0,
     }
 }
