@@ -343,7 +343,7 @@ describe("lunet.socket", function()
       end, 60000)
       -- A few more loop iterations for the last close callbacks (bounded, unlike
       -- a bare lunet.run(), which a coroutine left over by a failed test could hold).
-      H.run(function() lunet.sleep(5) end)
+      H.run(function() H.eventually(function() return open_fds() <= before end, 5000) end)
       assert.equal(before, open_fds())
     end)
 
