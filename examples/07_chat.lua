@@ -19,6 +19,7 @@ local clients = {}    -- connection -> its outbox
 -- An iterator over the lines (without their end) a connection receives,
 -- each at most 4 KiB; it ends with the connection or at an overlong line.
 local function lines(conn)
+  ---@async
   return function()
     return (socket.read(conn, "*l", { max = 4096 }))
   end
@@ -38,6 +39,7 @@ local function broadcast(from, text)
   end
 end
 
+---@async
 local function serve(conn)
   local next_line = lines(conn)
   local name = next_line()
@@ -71,6 +73,7 @@ local function serve(conn)
   broadcast(nil, "* " .. name .. " left\n")
 end
 
+---@async
 local function accept_loop(listener)
   while true do
     local conn = socket.accept(listener)
@@ -81,6 +84,7 @@ end
 
 -- Three clients: each says its name and waits until all three are in; then
 -- alice says hello and the others print what they hear.
+---@async
 local function demo(listener, port)
   local ready, heard = lunet.waitgroup(), lunet.waitgroup()
   ready:add(3)

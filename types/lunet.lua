@@ -348,7 +348,7 @@ local group = {}
 --- the task that created it). An error of a child is not reported if a
 --- `g:wait` is waiting for it (it is returned there); otherwise it is
 --- reported like any task error, and `g:wait` still returns it.
----@param fn function what the child runs
+---@param fn async fun(...): any... what the child runs
 ---@param ... any arguments for `fn`
 ---@return lunet.Task|nil task the child, nil if the group was cancelled
 ---@return string|nil err `"cancelled"`
