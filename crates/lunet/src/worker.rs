@@ -9,7 +9,7 @@
 //! - TCP listeners get SO_REUSEPORT whatever their options say (`tcp.rs`),
 //!   so that every worker (and the next generation during a reload) can bind
 //!   the same port; the kernel spreads new connections over them.
-//! - SIGTERM or SIGINT starts the drain: every listener is closed at once
+//! - SIGHUP is ignored (it is the supervisor's). SIGTERM or SIGINT starts the drain: every listener is closed at once
 //!   (no new connection is queued on a process that will not accept it), the
 //!   `draining` flag is set and `lunet.on_drain` hooks run; the process ends
 //!   when its work is done, or after the drain timeout (`lunet.stop()`: every
@@ -111,7 +111,9 @@ pub unsafe fn init(rt: *mut Runtime) {
     if w.ready_fd >= 0 {
         libc::fcntl(w.ready_fd, libc::F_SETFD, libc::FD_CLOEXEC);
     }
-    for signum in [libc::SIGTERM, libc::SIGINT] {
+    // SIGHUP is meant for the supervisor (reload): a worker that receives
+    // it too (a signal sent to the whole group) keeps going.
+    for signum in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         let h = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_signal_t>()));
         if uv::uv_signal_init((*rt).uv, h) != 0 {
             drop(Box::from_raw(h));
@@ -133,6 +135,9 @@ pub unsafe fn init(rt: *mut Runtime) {
 
 unsafe extern "C" fn on_signal(h: *mut uv::uv_signal_t, signum: c_int) {
     let rt = (*h).data as *mut Runtime;
+    if signum == libc::SIGHUP {
+        return;
+    }
     if !(*rt).worker.timer.is_null() {
         crate::work::exit_now(128 + signum);
     }
@@ -164,8 +169,8 @@ pub unsafe fn drain(rt: *mut Runtime) {
     }
     (*t).data = rt.cast();
     (*rt).worker.timer = t;
+    // Referenced: the hooks run even if nothing else is left to do.
     uv::uv_timer_start(t, Some(on_settled), SETTLE_MS, 0);
-    uv::uv_unref(t.cast());
 }
 
 unsafe extern "C" fn on_settled(t: *mut uv::uv_timer_t) {
@@ -178,6 +183,7 @@ unsafe extern "C" fn on_settled(t: *mut uv::uv_timer_t) {
         });
     }
     uv::uv_timer_start(t, Some(on_drain_timeout), (*rt).worker.drain_ms, 0);
+    uv::uv_unref(t.cast());
 }
 
 unsafe extern "C" fn on_drain_timeout(t: *mut uv::uv_timer_t) {
