@@ -69,6 +69,7 @@ lua_fn! {
             (c"_drain_wait", worker::l_drain_wait, Yields),
             (c"_worker_ready", worker::l_worker_ready, Plain),
             (c"_stats", stats::l_stats, Plain),
+            (c"_supervisor", l_supervisor, Plain),
         ])?;
         task::set_metatable(L, rt)?; // leaves the task methods on the stack
         // The parts written in Lua: deadline, every, task:join.
@@ -193,9 +194,9 @@ lua_fn! {
 }
 
 lua_fn! {
-    /// `require("lunet.supervisor")`: the supervisor of `lunet-run --workers`.
-    #[no_mangle]
-    pub fn luaopen_lunet_supervisor(L) {
+    /// `lunet._supervisor()` -> the supervisor of `lunet-run --workers`
+    /// (a table; see supervisor.lua). Internal: lunet-run's alone.
+    pub fn l_supervisor(L) {
         run_chunk(L, SUPERVISOR_LUA, c"=lunet.supervisor").map_err(|e| format!("lunet.supervisor: {e}"))?;
         Ok(1 as c_int)
     }
