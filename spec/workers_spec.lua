@@ -63,6 +63,21 @@ describe("lunet.process", function()
     end)
   end)
 
+  it("answers readiness and exit waits together when the child exits at once", function()
+    run(function()
+      for _, case in ipairs({ { "printf 1 >&3", true }, { "exit 0", nil, "exited before ready" } }) do
+        for _ = 1, 5 do
+          local pid = assert(process.spawn("sh", { "-c", case[1] }, { ready = true }))
+          local exit = lunet.spawn(function() return process.wait(pid, 5000) end)
+          local again = lunet.spawn(function() return process.wait(pid, 5000) end)
+          assert.same({ case[2], case[3] }, { process.ready(pid, 5000) })
+          assert.same({ true, 0, 0 }, { exit:join() })
+          assert.same({ true, 0, 0 }, { again:join() })
+        end
+      end
+    end)
+  end)
+
   it("returns nil, err for a program that cannot run", function()
     run(function()
       local pid, err = process.spawn("/nonexistent/lunet-spec-program", {})
@@ -266,6 +281,7 @@ describe("lunet-run --workers", function()
       { "--workers 100000", "--workers must be at most 1024 (got 100000)" },
       { "--workers 2 --drain-timeout -1", "--drain-timeout expects seconds from 0 to 86400 (got '-1')" },
       { "--workers 2 --drain-timeout soon", "--drain-timeout expects seconds from 0 to 86400 (got 'soon')" },
+      { "--drain-timeout 5", "--drain-timeout applies to --workers only" },
     }) do
       local rc, out, err = workers(case[1], "print('ran')")
       assert.equal(1, rc, case[1])
@@ -275,6 +291,9 @@ describe("lunet-run --workers", function()
     local rc, _, err = h.sh(h.build .. "/lunet-run --workers")
     assert.equal(1, rc)
     assert.matches("Option %-%-workers needs a value", err)
+    rc, _, err = h.sh(h.build .. "/lunet-run --workers 2 /nonexistent/script.lua")
+    assert.equal(1, rc)
+    assert.equal("Error: cannot open /nonexistent/script.lua\n", err)
   end)
 
   it("starts N workers that know their place; exits 0 once all have finished", function()

@@ -48,6 +48,8 @@ struct Child {
     waiters: Vec<WaitId>,
     ready: Ready,
     ready_waiters: Vec<WaitId>,
+    /// The readiness watch while it runs.
+    watch: *mut ReadyWatch,
 }
 
 /// Per-runtime state of `lunet.process`.
@@ -228,12 +230,15 @@ lua_fn! {
             return Ok(push_fail(L, &strerror(rc)));
         }
         let pid = (*h).pid;
-        let mut child = Child { handle: h, exit: None, waiters: Vec::new(), ready: Ready::NotWatched, ready_waiters: Vec::new() };
+        let mut child = Child { handle: h, exit: None, waiters: Vec::new(), ready: Ready::NotWatched, ready_waiters: Vec::new(), watch: ptr::null_mut() };
         if o.ready {
-            child.ready = match watch_ready(rt, pid, fds[0]) {
-                Ok(()) => Ready::Pending,
-                Err(_) => Ready::No,
-            };
+            match watch_ready(rt, pid, fds[0]) {
+                Ok(w) => {
+                    child.ready = Ready::Pending;
+                    child.watch = w;
+                }
+                Err(_) => child.ready = Ready::No,
+            }
         }
         (*rt).procs.children.insert(pid, child);
         ffi::lua_pushnumber(L, pid as f64);
@@ -245,7 +250,7 @@ unsafe extern "C" fn free_process(h: *mut uv::uv_handle_t) {
     drop(Box::from_raw(h as *mut uv::uv_process_t));
 }
 
-unsafe fn watch_ready(rt: *mut Runtime, pid: c_int, fd: c_int) -> Result<(), c_int> {
+unsafe fn watch_ready(rt: *mut Runtime, pid: c_int, fd: c_int) -> Result<*mut ReadyWatch, c_int> {
     let w = Box::into_raw(Box::new(ReadyWatch { poll: std::mem::zeroed(), rt, pid, fd }));
     let rc = uv::uv_poll_init((*rt).uv, &mut (*w).poll, fd);
     if rc != 0 {
@@ -257,21 +262,37 @@ unsafe fn watch_ready(rt: *mut Runtime, pid: c_int, fd: c_int) -> Result<(), c_i
     // The watch alone does not keep the loop alive: the process handle does.
     uv::uv_unref(ptr::addr_of_mut!((*w).poll).cast());
     uv::uv_poll_start(&mut (*w).poll, uv::uv_poll_event_UV_READABLE as c_int, Some(on_ready));
-    Ok(())
+    Ok(w)
+}
+
+/// Reads the readiness byte without blocking: `None` while nothing came yet.
+unsafe fn read_ready(fd: c_int) -> Option<Ready> {
+    let mut byte = 0u8;
+    let n = libc::read(fd, (&mut byte as *mut u8).cast(), 1);
+    if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+        return None;
+    }
+    Some(if n == 1 { Ready::Yes } else { Ready::No })
 }
 
 unsafe extern "C" fn on_ready(p: *mut uv::uv_poll_t, status: c_int, _events: c_int) {
     let w = (*p).data as *mut ReadyWatch;
-    let mut byte = 0u8;
-    let n = if status == 0 { libc::read((*w).fd, (&mut byte as *mut u8).cast(), 1) } else { -1 };
-    if n < 0 && status == 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-        return;
+    let r = if status == 0 { read_ready((*w).fd) } else { Some(Ready::No) };
+    if let Some(r) = r {
+        end_watch(w, r);
     }
+}
+
+/// Ends the readiness watch with its outcome.
+unsafe fn end_watch(w: *mut ReadyWatch, r: Ready) {
     let rt = (*w).rt;
-    uv::uv_poll_stop(p);
+    uv::uv_poll_stop(&mut (*w).poll);
     libc::close((*w).fd);
-    uv::uv_close(p.cast(), Some(free_watch));
-    set_ready(rt, (*w).pid, if n == 1 { Ready::Yes } else { Ready::No });
+    uv::uv_close(ptr::addr_of_mut!((*w).poll).cast(), Some(free_watch));
+    if let Some(c) = (*rt).procs.children.get_mut(&(*w).pid) {
+        c.watch = ptr::null_mut();
+    }
+    set_ready(rt, (*w).pid, r);
 }
 
 unsafe extern "C" fn free_watch(h: *mut uv::uv_handle_t) {
@@ -305,11 +326,27 @@ unsafe extern "C" fn on_exit(h: *mut uv::uv_process_t, status: i64, signum: c_in
     c.handle = ptr::null_mut();
     c.exit = Some((status, signum));
     let waiters = std::mem::take(&mut c.waiters);
-    if !waiters.is_empty() {
-        (*rt).procs.children.remove(&pid);
+    // Everything the child wrote is in the pipe by now: readiness is
+    // settled before the exit is handed over (which may drop the entry).
+    if !c.watch.is_null() {
+        let w = c.watch;
+        end_watch(w, read_ready((*w).fd).unwrap_or(Ready::No));
     }
+    if waiters.is_empty() {
+        return; // kept for the next wait
+    }
+    // Collected by these waits: gone before they resume (and maybe wait again).
+    let entry = (*rt).procs.children.remove(&pid);
+    let mut delivered = false;
     for id in waiters {
-        sched::complete(rt, id, |co| push_exit(co, status, signum));
+        sched::complete(rt, id, |co| {
+            delivered = true;
+            push_exit(co, status, signum)
+        });
+    }
+    if let (false, Some(c)) = (delivered, entry) {
+        // Every wait was ending already (a timeout): keep the exit.
+        (*rt).procs.children.entry(pid).or_insert(c);
     }
 }
 

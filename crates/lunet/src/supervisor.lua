@@ -276,8 +276,12 @@ function M.main(o)
     io.stderr:write("Error: ", msg, "\n")
     os.exit(1)
   end
+  if not o.workers then fail("--drain-timeout applies to --workers only") end
+  local f = io.open(o.script, "r")
+  if not f then fail("cannot open " .. tostring(o.script)) end
+  f:close()
   local cpus = process.cpus()
-  local n, warning = M.count(o.workers or "1", cpus)
+  local n, warning = M.count(o.workers, cpus)
   if not n then fail(warning) end
   if warning then log("warning: %s", warning) end
   local drain_ms, err = M.seconds(o.drain_timeout or "30")
