@@ -6,7 +6,8 @@
 #   1. requests are answered by more than one process;
 #   2. a reload (SIGHUP) in the middle of a wrk run: zero socket errors, zero
 #      non-2xx responses, and the new generation answers afterwards;
-#   3. a worker killed with SIGKILL is restarted (and logged);
+#   3. a reload with code that fails to load keeps the old generation
+#      serving; a worker killed with SIGKILL is restarted (and logged);
 #   4. SIGTERM with an idle keep-alive connection open: every process ends
 #      within the drain timeout (the idle connection is closed by the worker);
 #   5. SIGTERM with a connection that never finishes its request, then a
@@ -53,7 +54,8 @@ wait_until() {
 
 start() { # start DRAIN_SECONDS: starts the server with two workers on $PORT
   PORT=$(free_port)
-  "$BUILD/lunet-run" --workers 2 --drain-timeout "$1" bench/http_workers.lua "$PORT" >"$RUN/log" 2>&1 &
+  cp bench/http_workers.lua "$RUN/server.lua"
+  "$BUILD/lunet-run" --workers 2 --drain-timeout "$1" "$RUN/server.lua" "$PORT" >"$RUN/log" 2>&1 &
   SUP=$!
   wait_port "$PORT" || { cat "$RUN/log" >&2; exit 1; }
   # Both workers serve once each has a listener: wait for two pids.
@@ -88,6 +90,16 @@ case " $before " in *" $after "*) fail "an old worker ($after) answered after th
 pass "reload under wrk load: no socket error, no non-2xx, new generation serving"
 
 # ------------------------------------------------------------------ 3
+serving=$(worker_pids)
+echo 'error("broken deploy")' >"$RUN/server.lua"
+kill -HUP "$SUP"
+wait_until 10 grep -q "reload failed: generation 2 keeps serving" "$RUN/log" || fail "failed reload not reported"
+[ "$(worker_pids)" = "$serving" ] || fail "workers changed after a failed reload: $serving -> $(worker_pids)"
+answer=$(curl -s "http://127.0.0.1:$PORT/")
+case " $serving " in *" $answer "*) ;; *) fail "after a failed reload, '$answer' answered instead of $serving" ;; esac
+cp bench/http_workers.lua "$RUN/server.lua"
+pass "a reload with code that fails keeps the old generation serving"
+
 victim=$(worker_pids | awk '{ print $1 }')
 kill -KILL "$victim"
 wait_until 10 grep -q "pid $victim) killed by signal 9; restarting" "$RUN/log" || fail "SIGKILL not logged"

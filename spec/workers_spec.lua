@@ -249,6 +249,27 @@ describe("worker mode", function()
     assert.equal(128 + 2, rc, err)
   end)
 
+  it("tells the supervisor it is ready when its loop starts", function()
+    local ok_path = h.script([[
+      local lunet = require("lunet")
+      lunet.spawn(function() lunet.sleep(300) end)
+      lunet.run() -- a script that runs the loop itself is ready here too
+    ]])
+    local bad_path = h.script("error('no good')")
+    local env = { LUNET_WORKER_ID = "1", LUNET_WORKER_COUNT = "1" }
+    run(function()
+      local pid = assert(process.spawn(h.build .. "/lunet-run", { ok_path }, { ready = true, env = env }))
+      assert.is_true(process.ready(pid, 5000))
+      assert.same({ nil, "timeout" }, { process.wait(pid, 0) }) -- still running
+      assert.same({ 0, 0 }, { process.wait(pid, 5000) })
+      pid = assert(process.spawn(h.build .. "/lunet-run", { bad_path }, { ready = true, env = env }))
+      assert.same({ nil, "exited before ready" }, { process.ready(pid, 5000) })
+      assert.same({ 1, 0 }, { process.wait(pid, 5000) })
+    end)
+    os.remove(ok_path)
+    os.remove(bad_path)
+  end)
+
   it("ignores SIGHUP", function()
     local rc, out, err = as_worker([[
       local lunet = require("lunet")

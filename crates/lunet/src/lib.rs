@@ -67,7 +67,6 @@ lua_fn! {
             (c"_stop", runtime::l_stop, Plain),
             (c"_worker", worker::l_worker, Plain),
             (c"_drain_wait", worker::l_drain_wait, Yields),
-            (c"_worker_ready", worker::l_worker_ready, Plain),
             (c"_stats", stats::l_stats, Plain),
             (c"_supervisor", l_supervisor, Plain),
         ])?;

@@ -8,8 +8,8 @@
 //!
 //! Readiness: `spawn(..., {ready = true})` gives the child the write end of
 //! a pipe as its file descriptor 3 (and `LUNET_READY_FD=3` in its
-//! environment). The child writes a byte there once it is ready (lunet-run
-//! does so after the script's main chunk); `process.ready(pid)` waits for
+//! environment). The child writes a byte there once it is ready (a lunet
+//! worker does so when `lunet.run()` starts); `process.ready(pid)` waits for
 //! that byte. The parent watches the read end with a libuv poll handle (not
 //! a libuv pipe: every pipe handle of the runtime is a socket of `stream`).
 

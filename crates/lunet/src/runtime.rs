@@ -223,6 +223,7 @@ lua_fn! {
             return Err("lunet.run cannot be called from a finaliser or a debug hook".into());
         }
         (*rt).running = true;
+        crate::worker::ready(rt);
         uv::uv_run((*rt).uv, uv::uv_run_mode_UV_RUN_DEFAULT);
         (*rt).running = false;
         Ok(0)

@@ -7,7 +7,8 @@
 -- code, so it has nothing to crash on or to drain.
 --
 --   SIGHUP       new generation: start N workers, wait until each is ready
---                (its main chunk ran, so its listeners are open), then send
+--                (its loop started: the main chunk ran, its listeners are
+--                open), then send
 --                SIGTERM to the old ones, which close their listeners first
 --                and drain. If a new worker fails before it is ready, the new
 --                generation is stopped and the old one keeps serving.

@@ -246,17 +246,18 @@ unsafe fn unhook(rt: *mut Runtime, _ctx: *mut c_void, id: WaitId) {
     (*rt).worker.waiters.retain(|&j| j != id);
 }
 
-lua_fn! {
-    /// `lunet._worker_ready()`: tells the supervisor this worker is serving
-    /// (lunet-run calls it after the main chunk). Once; no-op otherwise.
-    pub fn l_worker_ready(L) {
-        let w = &mut (*runtime::of(L)).worker;
-        if w.ready_fd >= 0 {
-            libc::write(w.ready_fd, b"1".as_ptr().cast(), 1);
-            libc::close(w.ready_fd);
-            w.ready_fd = -1;
-        }
-        Ok(0)
+/// Tells the supervisor this worker is serving: `lunet.run()` calls it as
+/// the loop starts (under lunet-run, after the main chunk, whose listeners
+/// are open by then). Once; nothing outside worker mode.
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn ready(rt: *mut Runtime) {
+    let w = &mut (*rt).worker;
+    if w.ready_fd >= 0 {
+        libc::write(w.ready_fd, b"1".as_ptr().cast(), 1);
+        libc::close(w.ready_fd);
+        w.ready_fd = -1;
     }
 }
 
