@@ -11,6 +11,8 @@
 --     "Connection: close" once lunet.worker().draining is true;
 --   * an idle keep-alive connection is noticed by its read timeout (1 s) and
 --     closed if the worker drains (else the read simply goes on).
+-- A request with "Connection: close" gets its answer and the connection
+-- closes (wrk -H "Connection: close": a new connection per request).
 -- GET /stats answers with lunet.stats() of the answering worker (a few
 -- fields, as text).
 local lunet = require("lunet")
@@ -41,9 +43,12 @@ local function serve(conn)
       if err ~= "timeout" or worker().draining then break end
     else
       local path = line:match("^%u+ (%S+)")
-      repeat line = read(conn, "*l") until line == "" or line == nil
-      if line == nil then break end
       local closing = worker().draining
+      repeat
+        line = read(conn, "*l")
+        if line and line:lower() == "connection: close" then closing = true end
+      until line == "" or line == nil
+      if line == nil then break end
       local body = path == "/stats" and stats_text() or pid
       if write(conn, response(body, closing)) or closing then break end
     end

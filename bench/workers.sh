@@ -11,6 +11,11 @@
 #   2. Reload under load: 2 workers (unpinned), wrk -t2 -c32 for
 #      BENCH_SECONDS with a SIGHUP every second. Target: zero socket errors and
 #      zero non-2xx responses.
+#   3. The same with a new connection per request (wrk -H "Connection:
+#      close"), with the machine's net.ipv4.tcp_migrate_req and, where
+#      `unshare -n` is allowed, in a private network namespace with it set
+#      to 1. Reported, no target: without migration the kernel resets
+#      connections queued on a listener as it closes (README "Workers").
 #
 # A benchmark, not a test: it prints what it measured and whether the targets
 # were met, and fails only if something could not run.
@@ -37,6 +42,23 @@ trap cleanup EXIT
 for tool in wrk taskset luajit; do
   command -v "$tool" >/dev/null || { echo "workers.sh: $tool is missing (scripts/deps.sh bench)" >&2; exit 1; }
 done
+
+# reload_round CONNECTION_HEADER: one round of part 2 or 3; prints a line.
+reload_round() {
+  start 2
+  ( for _ in $(seq 1 $((SECS - 1))); do sleep 1; kill -HUP "$SUP" 2>/dev/null || true; done ) &
+  local hups=$!
+  wrk -t2 -c32 -d"${SECS}s" ${1:+-H "$1"} "http://127.0.0.1:$PORT/" >"$RUN/wrk" 2>&1
+  wait "$hups" || true
+  local reloads errors non2xx
+  reloads=$(grep -c "serving; generation" "$RUN/log" || true)
+  errors=$(awk '/Socket errors/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$RUN/wrk")
+  non2xx=$(awk '/Non-2xx/ { print $NF }' "$RUN/wrk")
+  printf '%s requests, %d reloads, socket errors %d, non-2xx %d\n' \
+    "$(wrk_requests "$RUN/wrk")" "$reloads" "${errors:-0}" "${non2xx:-0}"
+  stop
+}
+
 
 start() { # start N [taskset prefix...]
   local n=$1; shift
@@ -77,6 +99,12 @@ cpu_per_request() {
   calc "($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $req"
 }
 
+if [ "${1:-}" = --netns-round ]; then # part 3 inside a private network namespace
+  ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req=1 || exit 1
+  reload_round "Connection: close"
+  exit
+fi
+
 echo "== lunet-run --workers: CPU per request, 1 worker vs 2 workers (server on CPU 0, wrk on CPU 1, ${SECS}s x $ROUNDS)"
 one=() two=() ratio=()
 for r in $(seq 1 "$ROUNDS"); do
@@ -92,16 +120,16 @@ echo "  ratio 2/1: $(median_range "${ratio[@]}")  (target: within 5 %: $(awk -v 
 
 echo "== lunet-run --workers 2: reload (SIGHUP every second) under wrk -t2 -c32, ${SECS}s x $ROUNDS"
 for r in $(seq 1 "$ROUNDS"); do
-  start 2
-  ( for _ in $(seq 1 $((SECS - 1))); do sleep 1; kill -HUP "$SUP" 2>/dev/null || true; done ) &
-  hups=$!
-  wrk -t2 -c32 -d"${SECS}s" "http://127.0.0.1:$PORT/" >"$RUN/wrk" 2>&1
-  wait "$hups" || true
-  reloads=$(grep -c "serving; generation" "$RUN/log" || true)
-  errors=$(awk '/Socket errors/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$RUN/wrk")
-  non2xx=$(awk '/Non-2xx/ { print $NF }' "$RUN/wrk")
-  printf '  round %d: %s requests, %d reloads, socket errors %d, non-2xx %d (target 0 and 0: %s)\n' "$r" \
-    "$(wrk_requests "$RUN/wrk")" "$reloads" "${errors:-0}" "${non2xx:-0}" \
-    "$([ "${errors:-0}" -eq 0 ] && [ "${non2xx:-0}" -eq 0 ] && echo met || echo "NOT met")"
-  stop
+  line=$(reload_round "")
+  case "$line" in *"socket errors 0, non-2xx 0"*) verdict=met ;; *) verdict="NOT met" ;; esac
+  echo "  round $r: $line (target 0 and 0: $verdict)"
+done
+
+echo "== the same with a new connection per request (Connection: close), ${SECS}s x $ROUNDS"
+migrate=$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo "?")
+for r in $(seq 1 "$ROUNDS"); do
+  echo "  round $r, tcp_migrate_req=$migrate: $(reload_round "Connection: close")"
+  if unshare -n true 2>/dev/null; then
+    echo "  round $r, private netns, tcp_migrate_req=1: $(BUILD=$BUILD BENCH_SECONDS=$SECS unshare -n "$0" --netns-round)"
+  fi
 done

@@ -12,6 +12,9 @@
 #      within the drain timeout (the idle connection is closed by the worker);
 #   5. SIGTERM with a connection that never finishes its request, then a
 #      second SIGTERM: everything ends at once, without waiting for the drain.
+#   6. reloads under wrk with a new connection per request, in a private
+#      network namespace with net.ipv4.tcp_migrate_req=1 (README "Workers"):
+#      zero socket errors. Skipped where `unshare -n` is not allowed.
 #
 # Every wait is bounded; nothing here asserts a speed.
 # Usage: scripts/test-workers.sh [build dir, default build/release]
@@ -19,6 +22,26 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
 source bench/lib.sh
+
+if [ "$BUILD" = --netns ]; then # part 6, inside its own network namespace
+  BUILD=$2
+  ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req=1 || exit 1
+  PORT=$(free_port)
+  "$BUILD/lunet-run" --workers 2 --drain-timeout 5 bench/http_workers.lua "$PORT" >/tmp/lunet-netns.$$.log 2>&1 &
+  sup=$!
+  wait_port "$PORT" || exit 1
+  sleep 0.3
+  ( sleep 1; kill -HUP $sup; sleep 1; kill -HUP $sup ) &
+  out=$(wrk -t2 -c32 -d3s -H "Connection: close" "http://127.0.0.1:$PORT/" 2>&1)
+  wait $!
+  kill -TERM $sup; wait $sup
+  echo "$out" | grep "requests in"
+  reloads=$(grep -c "serving; generation" /tmp/lunet-netns.$$.log)
+  rm -f /tmp/lunet-netns.$$.log
+  echo "  $reloads reloads"
+  [ "$reloads" -eq 2 ] && ! grep -q "Socket errors\|Non-2xx" <<<"$out"
+  exit
+fi
 
 for tool in wrk curl luajit; do
   command -v "$tool" >/dev/null || { echo "test-workers: $tool is missing (scripts/deps.sh test)" >&2; exit 1; }
@@ -139,6 +162,17 @@ exec 3<&-
 grep -q "again: killing every worker" "$RUN/log" || fail "second SIGTERM not logged"
 pass "a second SIGTERM ends everything at once"
 SUP=
+
+# ------------------------------------------------------------------ 6
+if [ -z "${WORKERS_NETNS:-}" ] && unshare -n true 2>/dev/null; then
+  if WORKERS_NETNS=1 unshare -n "$0" --netns "$BUILD"; then
+    pass "reloads with a connection per request (tcp_migrate_req=1): no socket error"
+  else
+    fail "reloads with a connection per request (tcp_migrate_req=1)"
+  fi
+else
+  echo "skipped: reloads with a connection per request (unshare -n is not allowed here)"
+fi
 
 [ "$failed" -eq 0 ] && echo "test-workers: all passed" || { echo "--- server log"; cat "$RUN/log"; }
 exit "$failed"

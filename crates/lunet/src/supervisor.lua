@@ -284,9 +284,9 @@ function M.main(o)
   local cpus = process.cpus()
   local n, warning = M.count(o.workers, cpus)
   if not n then fail(warning) end
-  if warning then log("warning: %s", warning) end
   local drain_ms, err = M.seconds(o.drain_timeout or "30")
   if not drain_ms then fail(err) end
+  if warning then log("warning: %s", warning) end
   -- The interpreter that runs this launcher (its lowest arg index), which
   -- runs the launcher again in each worker.
   local k = 0
@@ -296,6 +296,13 @@ function M.main(o)
   command[#command + 1] = "--"
   command[#command + 1] = o.script
   for _, a in ipairs(o.script_args) do command[#command + 1] = a end
+  local migrate = io.open("/proc/sys/net/ipv4/tcp_migrate_req")
+  if migrate then
+    if migrate:read("*l") == "0" then
+      log("note: net.ipv4.tcp_migrate_req is 0: a connection that reaches a retiring worker's listener as it closes is reset; set it to 1 for reloads that lose none")
+    end
+    migrate:close()
+  end
   M.run({ command = command, workers = n, drain_ms = drain_ms, script = o.script })
 end
 
