@@ -331,6 +331,20 @@ describe("lunet-run --workers", function()
     assert.matches("worker 2 %(pid %d+%) finished", err)
   end)
 
+  it("starts workers the way it was started (interpreter options kept)", function()
+    -- The launcher from the source tree, with lunet.so found only through
+    -- the -e option (as a luarocks wrapper does it).
+    local path = h.script("print('worker ' .. require('lunet').worker().id)")
+    local rc, out, err = h.sh(("timeout -s KILL 30 luajit -e %s crates/lunet/lunet-run --workers 2 %s"):format(
+      h.shquote(("package.cpath = %q .. package.cpath"):format(h.build .. "/?.so;")), h.shquote(path)))
+    os.remove(path)
+    assert.equal(0, rc, err)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    table.sort(lines)
+    assert.same({ "worker 1", "worker 2" }, lines)
+  end)
+
   it("warns about more workers than CPUs, and 'auto' means one per CPU", function()
     local n = process.cpus()
     local rc, out, err = workers("--workers " .. (n + 1), "print('w')")

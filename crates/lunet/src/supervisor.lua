@@ -287,11 +287,15 @@ function M.main(o)
   local drain_ms, err = M.seconds(o.drain_timeout or "30")
   if not drain_ms then fail(err) end
   if warning then log("warning: %s", warning) end
-  -- The interpreter that runs this launcher (its lowest arg index), which
-  -- runs the launcher again in each worker.
+  -- Each worker runs the launcher again the way this process was started:
+  -- the interpreter and its options (the negative indexes of arg; a
+  -- luarocks wrapper sets package paths with -e there), then the launcher.
   local k = 0
   while o.arg[k - 1] ~= nil do k = k - 1 end
-  local command = { k < 0 and o.arg[k] or "luajit", o.launcher }
+  local command = {}
+  for j = k, -1 do command[#command + 1] = o.arg[j] end
+  if #command == 0 then command[1] = "luajit" end
+  command[#command + 1] = o.launcher
   if o.skip_loopback then command[#command + 1] = "--dangerously-skip-loopback-restriction" end
   command[#command + 1] = "--"
   command[#command + 1] = o.script
