@@ -9,11 +9,14 @@
 //! - TCP listeners get SO_REUSEPORT whatever their options say (`tcp.rs`),
 //!   so that every worker (and the next generation during a reload) can bind
 //!   the same port; the kernel spreads new connections over them.
-//! - SIGHUP is ignored (it is the supervisor's). SIGTERM or SIGINT starts the drain: every listener is closed at once
-//!   (no new connection is queued on a process that will not accept it), the
+//! - SIGHUP is ignored (it is the supervisor's). SIGTERM or SIGINT starts
+//!   the drain: every listener is closed at once (no new connection is
+//!   queued on a process that will not accept it); [`SETTLE_MS`] later the
 //!   `draining` flag is set and `lunet.on_drain` hooks run; the process ends
 //!   when its work is done, or after the drain timeout (`lunet.stop()`: every
 //!   wait is cancelled). A second signal ends the process at once.
+//! - `lunet.run()` writes the readiness byte the supervisor waits for
+//!   (`LUNET_READY_FD`, see `process.rs`) as the loop starts.
 //! - The worker asks for SIGTERM if the supervisor dies (PR_SET_PDEATHSIG).
 //!
 //! The signal handles are unreferenced: they never keep the loop alive.
