@@ -12,7 +12,7 @@ export STRESS_WORKERS STRESS_OPS
 FUZZ_SECONDS   ?= 600
 
 .PHONY: all deps deps-test db-up build build-debug run test test-cargo test-spec \
-        test-examples test-rocks test-types stress fuzz fuzz-quick bench docs \
+        test-examples test-rocks test-types test-workers stress fuzz fuzz-quick bench docs \
         rockspecs rocks clean
 
 all: build
@@ -41,7 +41,7 @@ run: build
 	build/release/lunet-run examples/01_http_json.lua
 
 test: deps-test db-up build build-debug
-	FUZZ_ALLOW_FAIL= $(MAKE) --no-print-directory test-cargo test-spec test-examples test-rocks test-types stress fuzz-quick
+	FUZZ_ALLOW_FAIL= $(MAKE) --no-print-directory test-cargo test-spec test-examples test-rocks test-types test-workers stress fuzz-quick
 	@echo "make test: all suites passed"
 
 test-cargo:
@@ -53,6 +53,11 @@ test-spec:
 
 test-examples:
 	@scripts/test-examples.sh build/release
+
+## lunet-run --workers against curl and wrk (reload under load, restarts, drain).
+test-workers:
+	@scripts/test-workers.sh build/release
+	@scripts/test-workers.sh build/debug
 
 ## Installs every rockspec into a temporary luarocks tree and uses it.
 test-rocks:
@@ -95,6 +100,7 @@ bench: build
 	bench/net.sh
 	bench/tls.sh
 	bench/compare.sh
+	bench/workers.sh
 
 ## Regenerates the API reference from the annotations in types/.
 docs:

@@ -119,5 +119,18 @@ else
   bad "binary rocks in use: $out"
 fi
 
+# The supervisor starts each worker the way the wrapper started it.
+script=$(mktemp /tmp/lunet-rock-XXXXXX.lua)
+echo 'print("worker " .. require("lunet").worker().id)' >"$script"
+set +e
+out=$(cd / && timeout 30 "$tree/bin/lunet-run" --workers 2 "$script" 2>/dev/null | sort | tr '\n' ' '); rc=$?
+set -e
+rm -f "$script"
+if [ "$rc" -eq 0 ] && [ "$out" = "worker 1 worker 2 " ]; then
+  ok "installed lunet-run --workers 2 starts two workers"
+else
+  bad "installed lunet-run --workers 2 (exit $rc): $out"
+fi
+
 echo "rocks: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

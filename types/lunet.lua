@@ -205,6 +205,53 @@ function lunet.group() end
 --- tests; `lunet.run()` may be called again afterwards.
 function lunet.stop() end
 
+--- This process's place among the workers of `lunet-run --workers N`: a new
+--- table at each call, so `draining` is current. Outside worker mode: worker
+--- 1 of 1, generation 1, `supervised` false, never draining.
+---@return lunet.WorkerInfo info id, count, generation, draining, supervised
+function lunet.worker() end
+
+--- Calls `fn()` in a new task when this worker starts to drain (after
+--- SIGTERM, SIGINT, or a reload that replaces its generation): its listeners
+--- are closed by then and `lunet.worker().draining` is true. Meant for closing
+--- idle keep-alive connections at once. If the worker drains already, `fn`
+--- runs at once (in a new task); outside worker mode it is kept and never
+--- called. Hooks do not keep the loop alive. Raises if `fn` is not a function.
+---@param fn function the hook
+function lunet.on_drain(fn) end
+
+--- Figures of this process (one worker), read on demand: nothing is shared
+--- between workers and nothing takes a lock. Fields: `pid`;
+--- `loop_iterations` and `loop_events` (libuv's loop metrics);
+--- `tasks` = `{running, ready, waiting}` (live tasks by `task:status()`);
+--- `waits` (coroutines parked in lunet waits, tasks or not); `handles` =
+--- `{listeners, connections, udp, timers, signals, processes, other}` (open
+--- handles by kind; timers and other only while active, lunet's own included);
+--- `bytes_in` / `bytes_out` (stream sockets, TCP and Unix: bytes received and
+--- bytes handed to the kernel; UDP has `udp.stats`); `pool_pending` (requests
+--- on the thread pool not yet finished: file operations, name lookups,
+--- database statements); `draining`; plus one field per `lunet.on_stats`
+--- provider (such as database pools).
+---@return table stats the figures described above
+function lunet.stats() end
+
+--- Adds `fn()`'s result to `lunet.stats()` under `name` (for modules with
+--- figures of their own, such as database pools); `fn` = nil removes it. A
+--- provider that raises shows as `{error = message}`. Raises for a name that
+--- is empty or one of lunet's own fields, or an `fn` that is neither a
+--- function nor nil.
+---@param name string the field of `lunet.stats()`
+---@param fn (fun(): any)|nil the provider
+function lunet.on_stats(name, fn) end
+
+--- What `lunet.worker()` returns.
+---@class lunet.WorkerInfo
+---@field id integer this worker's number, 1 .. count (kept across restarts and reloads)
+---@field count integer the number of workers
+---@field generation integer 1, then one more for each reload (SIGHUP)
+---@field draining boolean whether this worker drains (stops serving)
+---@field supervised boolean whether this process runs under `lunet-run --workers`
+
 --- A task: a coroutine started by `lunet.spawn` (or `lunet.every`), with
 --- what a program can ask of it. `tostring(task)` gives
 --- `lunet.task: 0x... (live|done|failed|cancelled)`; two handles of the same

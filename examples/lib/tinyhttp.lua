@@ -3,8 +3,11 @@
 -- One coroutine per connection, keep-alive by default, request heads read
 -- with socket.read_until and bodies with socket.read(conn, n) (pipelined
 -- requests wait in the connection's buffer), and a
--- clean shutdown on SIGINT/SIGTERM. Not a production server: no chunked
--- request bodies, no timeouts, minimal validation.
+-- clean shutdown on SIGINT/SIGTERM. Under `lunet-run --workers N` the core
+-- drains instead: the last response on each connection says
+-- "Connection: close", and connections idle for a second are closed.
+-- Not a production server: no chunked request bodies, no timeouts, minimal
+-- validation.
 local lunet = require("lunet")
 local socket = require("lunet.socket")
 local signal = require("lunet.signal")
@@ -108,10 +111,15 @@ local function send(conn, status, body, content_type, keep)
   return socket.write(conn, { head, body })
 end
 
+local idle = {} -- connections waiting for their next request -> since when
+local IDLE_CLOSE_MS = 1000
+
 ---@async
 local function serve_connection(conn, handler)
   while true do
+    idle[conn] = lunet.now()
     local req, status = read_request(conn)
+    idle[conn] = nil
     if not req then
       if status then send(conn, status, M.json({ error = REASONS[status] }), "application/json", false) end
       break
@@ -122,7 +130,8 @@ local function serve_connection(conn, handler)
       status, body, ctype = 500, M.json({ error = "internal error" }), "application/json"
     end
     if type(body) == "table" then body, ctype = M.json(body), "application/json" end
-    if send(conn, status, body or "", ctype or "text/plain; charset=utf-8", req.keep_alive) or not req.keep_alive then
+    local keep = req.keep_alive and not lunet.worker().draining
+    if send(conn, status, body or "", ctype or "text/plain; charset=utf-8", keep) or not keep then
       break
     end
   end
@@ -146,6 +155,24 @@ function M.serve(host, port, handler)
     end
   end)
 
+  if lunet.worker().supervised then
+    -- The core closes the listener on SIGTERM/SIGINT. A connection idle
+    -- right now may have its next request on the way: only those idle for
+    -- a while are closed (busy ones end with "Connection: close").
+    lunet.on_drain(function()
+      while next(idle) do
+        local now = lunet.now()
+        for conn, since in pairs(idle) do
+          if now - since >= IDLE_CLOSE_MS then
+            idle[conn] = nil
+            socket.close(conn)
+          end
+        end
+        lunet.sleep(100)
+      end
+    end)
+    return
+  end
   local stopping = false
   for _, name in ipairs({ "INT", "TERM" }) do
     lunet.spawn(function()

@@ -15,12 +15,14 @@ pub mod dns;
 pub mod fs;
 pub mod pipe;
 pub mod primitives;
+pub mod process;
 pub mod readbuf;
 pub mod runtime;
 pub mod sched;
 pub mod signal;
 pub mod socket;
 pub mod sockopt;
+pub mod stats;
 pub mod sync;
 pub mod stream;
 pub mod tcp;
@@ -31,6 +33,7 @@ pub mod task;
 pub mod udp;
 pub mod waits;
 pub mod work;
+pub mod worker;
 
 use std::ffi::c_int;
 
@@ -75,6 +78,10 @@ lua_fn! {
             (c"_trace", runtime::l_trace, Plain),
             (c"_pending", runtime::l_pending, Plain),
             (c"_stop", runtime::l_stop, Plain),
+            (c"_worker", worker::l_worker, Plain),
+            (c"_drain_wait", worker::l_drain_wait, Yields),
+            (c"_stats", stats::l_stats, Plain),
+            (c"_supervisor", l_supervisor, Plain),
         ])?;
         runtime::set_version(L);
         task::set_metatable(L, rt)?; // leaves the task methods on the stack
@@ -86,12 +93,17 @@ lua_fn! {
         ffi::lua_pushvalue(L, -4);
         ffi::lua_call(L, 3, 0);
         ffi::lua_settop(L, -3);
+        // Worker mode and stats: worker(), on_drain, stats, on_stats.
+        run_chunk(L, WORKER_LUA, c"=lunet.worker").map_err(|e| format!("lunet: {e}"))?;
+        ffi::lua_pushvalue(L, -2);
+        ffi::lua_call(L, 1, 0);
         Ok(1 as c_int)
     }
 }
 
 /// Lua parts of the core module; called with the module table.
 const CORE_LUA: &str = include_str!("core.lua");
+const WORKER_LUA: &str = include_str!("worker.lua");
 
 lua_fn! {
     /// `require("lunet.test")`: the test helper for users' busted specs.
@@ -190,3 +202,31 @@ lua_fn! {
         Ok(1 as c_int)
     }
 }
+
+lua_fn! {
+    /// `require("lunet.process")`
+    #[no_mangle]
+    pub fn luaopen_lunet_process(L) {
+        let rt = runtime::ensure(L)?;
+        runtime::new_module(L, rt, "process", &[
+            (c"spawn", process::l_spawn, Plain),
+            (c"wait", process::l_wait, Yields),
+            (c"ready", process::l_ready, Yields),
+            (c"kill", process::l_kill, Plain),
+            (c"cpus", process::l_cpus, Plain),
+            (c"pid", process::l_pid, Plain),
+        ])?;
+        Ok(1 as c_int)
+    }
+}
+
+lua_fn! {
+    /// `lunet._supervisor()` -> the supervisor of `lunet-run --workers`
+    /// (a table; see supervisor.lua). Internal: lunet-run's alone.
+    pub fn l_supervisor(L) {
+        run_chunk(L, SUPERVISOR_LUA, c"=lunet.supervisor").map_err(|e| format!("lunet.supervisor: {e}"))?;
+        Ok(1 as c_int)
+    }
+}
+
+const SUPERVISOR_LUA: &str = include_str!("supervisor.lua");

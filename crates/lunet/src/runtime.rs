@@ -14,7 +14,7 @@ use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{guard, push_bytes, Raise};
 use lunet_abi::{lua_fn, LunetAbi, ABI_VERSION, REGISTRY_KEY};
 
-use crate::{connect, fs, sched, signal, stream, trace, udp, work};
+use crate::{connect, fs, process, sched, signal, stats, stream, trace, udp, work, worker};
 
 const RUNTIME_KEY: &CStr = c"lunet.runtime";
 const SENTINEL_META: &CStr = c"lunet.runtime.sentinel";
@@ -36,6 +36,10 @@ pub struct Runtime {
     pub udp: udp::Udps,
     pub fs: fs::Fs,
     pub signals: signal::Signals,
+    /// `lunet.process` children, worker mode, `lunet.stats` counters.
+    pub procs: process::Procs,
+    pub worker: worker::Worker,
+    pub counters: stats::Counters,
     pub abi: LunetAbi,
 }
 
@@ -81,6 +85,9 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
         udp: udp::Udps::default(),
         fs: fs::Fs::default(),
         signals: signal::Signals::default(),
+        procs: process::Procs::default(),
+        worker: worker::Worker::default(),
+        counters: stats::Counters::default(),
         abi: LunetAbi {
             version: ABI_VERSION,
             size: std::mem::size_of::<LunetAbi>() as u32,
@@ -94,6 +101,7 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
     }));
     (*rt).abi.ctx = rt.cast();
     sched::init(rt);
+    worker::init(rt);
     work::exit_guard();
     ignore_sigpipe();
     default_pool_size();
@@ -227,6 +235,7 @@ lua_fn! {
             return Err("lunet.run cannot be called from a finaliser or a debug hook".into());
         }
         (*rt).running = true;
+        crate::worker::ready(rt);
         uv::uv_run((*rt).uv, uv::uv_run_mode_UV_RUN_DEFAULT);
         (*rt).running = false;
         Ok(0)

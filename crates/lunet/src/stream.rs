@@ -335,6 +335,7 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
         return;
     }
     if nread > 0 {
+        (*rt).counters.bytes_in += nread as u64;
         // (The receive buffer is only replaced by the next on_alloc.)
         let data: &[u8] = std::slice::from_raw_parts((*rt).streams.rx.as_ptr(), nread as usize);
         if (*s).tls.is_some() {
@@ -610,6 +611,7 @@ unsafe fn send(L: Option<*mut lua_State>, s: *mut Sock, bufs: &mut [uv::uv_buf_t
     if total == 0 {
         return WriteNow::Done(None);
     }
+    (*(*s).rt).counters.bytes_out += total as u64;
     let mut first = 0;
     if (*s).writes == 0 {
         let n = uv::uv_try_write(Sock::stream(s), bufs.as_ptr(), bufs.len() as u32);

@@ -32,6 +32,8 @@ pub unsafe fn local_addr(rt: *mut Runtime, host: &[u8], port: u16, ty: SockType)
 /// Loop thread only.
 pub unsafe fn listen(rt: *mut Runtime, host: &[u8], port: u16, opts: &ListenOpts) -> Result<*mut Sock, String> {
     let addr = local_addr(rt, host, port, SockType::Stream)?;
+    // Worker mode: every worker (and the next generation) binds the port.
+    let opts = &ListenOpts { reuseport: opts.reuseport || (*rt).worker.supervised, ..*opts };
     let s = Sock::alloc(rt, Family::Tcp);
     Sock::init(s).map_err(strerror)?;
     let (raw, _) = dns::to_raw(&addr);

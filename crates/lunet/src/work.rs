@@ -78,6 +78,11 @@ pub fn pool_busy() -> bool {
     POOL_BUSY.load(Ordering::Relaxed) > 0
 }
 
+/// Requests on the thread pool not yet finished (for `lunet.stats`).
+pub fn pool_pending() -> usize {
+    POOL_BUSY.load(Ordering::Relaxed)
+}
+
 /// Flushes stdio and ends the process now, running no exit handler.
 pub fn exit_now(status: c_int) -> ! {
     unsafe {
