@@ -13,7 +13,7 @@ describe("the version", function()
   end)
 
   it("is every module's _VERSION", function()
-    local modules = { "lunet", "lunet.socket", "lunet.udp", "lunet.fs", "lunet.signal", "lunet.test" }
+    local modules = { "lunet", "lunet.socket", "lunet.udp", "lunet.fs", "lunet.signal", "lunet.test", "lunet.process" }
     for _, d in ipairs({ "sqlite3", "mysql", "postgres" }) do
       if io.open(H.build .. "/lunet/" .. d .. ".so") then modules[#modules + 1] = "lunet." .. d end
     end

@@ -216,6 +216,7 @@ lua_fn! {
             (c"cpus", process::l_cpus, Plain),
             (c"pid", process::l_pid, Plain),
         ])?;
+        runtime::set_version(L);
         Ok(1 as c_int)
     }
 }
