@@ -217,7 +217,7 @@ function lunet.worker() end
 --- idle keep-alive connections at once. If the worker drains already, `fn`
 --- runs at once (in a new task); outside worker mode it is kept and never
 --- called. Hooks do not keep the loop alive. Raises if `fn` is not a function.
----@param fn function the hook
+---@param fn async fun() the hook (runs in a task of its own)
 function lunet.on_drain(fn) end
 
 --- Figures of this process (one worker), read on demand: nothing is shared
