@@ -33,6 +33,7 @@ done
 for s in "${specs[@]:1}"; do
   d=$(basename "$s" -scm-1.rockspec); modules+=("lunet.${d#lunet-}")
 done
+modules+=(lunet.httpc) # the lunet-http rock's second module
 for m in "${modules[@]}"; do
   if out=$(cd / && eval "$(rocks path)" && luajit -e "
       local m = require('$m')
@@ -45,9 +46,24 @@ for m in "${modules[@]}"; do
   fi
 done
 
-# The installed launcher runs a script that uses a driver.
-script=$(mktemp /tmp/lunet-rock-script-XXXXXX.lua)
-cat >"$script" <<'LUA'
+# Runs Lua source (stdin) with the installed launcher, outside the repo, and
+# checks its exit status and output. Usage: installed_run NAME RC OUTPUT <<'LUA'
+installed_run() {
+  local name=$1 want_rc=$2 want_out=$3 script out rc
+  script=$(mktemp /tmp/lunet-rock-script-XXXXXX.lua)
+  cat >"$script"
+  set +e
+  out=$(cd / && "$tree/bin/lunet-run" "$script" 2>&1); rc=$?
+  set -e
+  rm -f "$script"
+  if [ "$rc" -eq "$want_rc" ] && [ "$out" = "$want_out" ]; then
+    ok "$name"
+  else
+    bad "$name (exit $rc): $out"
+  fi
+}
+
+installed_run "installed lunet-run runs a script using lunet.sqlite3" 7 "answer 42" <<'LUA'
 local lunet = require("lunet")
 local db = require("lunet.sqlite3")
 lunet.spawn(function()
@@ -58,15 +74,18 @@ lunet.spawn(function()
   __lunet_exit_code = 7
 end)
 LUA
-set +e
-out=$(cd / && "$tree/bin/lunet-run" "$script" 2>&1); rc=$?
-set -e
-rm -f "$script"
-if [ "$rc" -eq 7 ] && [ "$out" = "answer 42" ]; then
-  ok "installed lunet-run runs a script using lunet.sqlite3"
-else
-  bad "installed lunet-run (exit $rc): $out"
-fi
+
+installed_run "installed lunet-run serves and fetches with lunet.http / lunet.httpc" 0 "200 hi /rock" <<'LUA'
+local lunet, http, httpc = require("lunet"), require("lunet.http"), require("lunet.httpc")
+local srv = assert(http.serve({ port = 0 }, function(req) return 200, nil, "hi " .. req.path end))
+lunet.spawn(function()
+  local _, port = srv:address()
+  local r = assert(httpc.request({ url = "http://127.0.0.1:" .. port .. "/rock" }))
+  print(r.status .. " " .. r.body)
+  srv:close()
+  httpc.close_idle()
+end)
+LUA
 
 echo "rocks: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
