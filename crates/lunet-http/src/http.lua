@@ -2,7 +2,7 @@
 -- pipelining, chunked bodies, Expect: 100-continue, limits, timeouts,
 -- streaming responses, Server-Sent Events and WebSocket. Called with the
 -- shared wire table (native parsing + helpers); returns the module.
-return function(W)
+return function(W, guard)
 local lunet = require("lunet")
 local socket = require("lunet.socket")
 local bit = require("bit")
@@ -167,7 +167,7 @@ end
 ---------------------------------------------------------------------------
 
 local Req = {}
-Req.__index = Req
+local REQ_MT = { __index = Req }
 
 local BODY_STATUS = { ["body too large"] = 413, ["malformed chunked body"] = 400, timeout = 408 }
 
@@ -246,7 +246,7 @@ local function start_stream(req, status, headers, what)
 end
 
 local Writer = {}
-Writer.__index = Writer
+local WRITER_MT = { __index = Writer }
 
 --- w:write(s) -> true | nil, err: sends `s` as the next piece of the body.
 function Writer:write(s)
@@ -285,14 +285,14 @@ end
 -- closes).
 function Req:stream(status, headers)
   local chunked, err = start_stream(self, status, headers, "stream")
-  local w = setmetatable({ req = self, chunked = chunked, bodyless = no_body(self, status), err = err }, Writer)
+  local w = setmetatable({ req = self, chunked = chunked, bodyless = no_body(self, status), err = err }, WRITER_MT)
   self._writer = w
   return w
 end
 
 -- Server-Sent Events.
-local Sse = setmetatable({}, { __index = Writer })
-Sse.__index = Sse
+local Sse = {}
+local SSE_MT = { __index = Sse }
 
 local function sse_field(name, v, out)
   if v == nil then return end
@@ -337,7 +337,7 @@ function Req:sse(headers)
     for k, v in pairs(headers) do h[k] = v end
   end
   local chunked, err = start_stream(self, 200, h, "sse")
-  local s = setmetatable({ req = self, chunked = chunked, bodyless = self.method == "HEAD", err = err }, Sse)
+  local s = setmetatable({ req = self, chunked = chunked, bodyless = self.method == "HEAD", err = err }, SSE_MT)
   self._writer = s
   return s
 end
@@ -347,7 +347,7 @@ end
 ---------------------------------------------------------------------------
 
 local Ws = {}
-Ws.__index = Ws
+local WS_MT = { __index = Ws }
 
 local function has_token(v, tok)
   if not v then return false end
@@ -560,7 +560,7 @@ function Req:websocket(opts)
   if err then return nil, err end
   settimeouts(self._conn, nil, self._srv.timeouts.send, nil)
   self._st.read_ms = nil
-  local ws = setmetatable({ conn = self._conn, max = self._srv.limits.max_ws_payload }, Ws)
+  local ws = setmetatable({ conn = self._conn, max = self._srv.limits.max_ws_payload }, WS_MT)
   self._ws = ws
   return ws
 end
@@ -570,7 +570,7 @@ end
 ---------------------------------------------------------------------------
 
 local Server = {}
-Server.__index = Server
+local SERVER_MT = { __index = Server }
 
 local function report(srv, err, tb, req)
   if srv.on_error then
@@ -657,7 +657,7 @@ local function serve_conn(srv, conn, st)
       st.linger = true
       break
     end
-    setmetatable(req, Req)
+    setmetatable(req, REQ_MT)
     local ok, res = xpcall(run_handler, errh, srv, req)
     if ok then
       finish_request(srv, req, true)
@@ -757,7 +757,7 @@ function M.serve(opts, handler)
   local srv = setmetatable({
     listener = l, handler = handler, on_error = opts.on_error, limits = limits, timeouts = timeouts,
     conns = {}, active = 0, closing = false, host = ahost, port = aport,
-  }, Server)
+  }, SERVER_MT)
   srv.task = spawn(accept_loop, srv)
   return srv
 end
@@ -782,6 +782,22 @@ function Server:close()
     if st.idle then sclose(conn) end
   end
 end
+
+-- The calls that wait go through lunet's yield guard, like the core's:
+-- "<name> must be called from coroutine" on the main thread.
+for name, f in pairs({ body = Req.body, stream = Req.stream, sse = Req.sse, websocket = Req.websocket }) do
+  Req[name] = guard("req:" .. name, f)
+end
+Writer.write, Writer.close = guard("w:write", Writer.write), guard("w:close", Writer.close)
+Sse.send, Sse.comment = guard("sse:send", Sse.send), guard("sse:comment", Sse.comment)
+Sse.write, Sse.close = Writer.write, Writer.close
+for name, f in pairs({ recv = Ws.recv, send = Ws.send, ping = Ws.ping, close = Ws.close }) do
+  Ws[name] = guard("ws:" .. name, f)
+end
+-- Handle types, by name in the registry (tools find the methods there).
+local reg = debug.getregistry()
+reg["lunet.http.server"], reg["lunet.http.request"], reg["lunet.http.writer"] = SERVER_MT, REQ_MT, WRITER_MT
+reg["lunet.http.sse"], reg["lunet.http.websocket"] = SSE_MT, WS_MT
 
 M.reasons = REASONS
 return M

@@ -1,7 +1,7 @@
 -- lunet.httpc: an HTTP/1.1 client on lunet.socket, with a bounded pool of
 -- kept-alive connections per scheme, host and port. Called with the shared
 -- wire table (native parsing + helpers); returns the module.
-return function(W)
+return function(W, guard)
 local lunet = require("lunet")
 local socket = require("lunet.socket")
 
@@ -302,6 +302,7 @@ function M.request(opts)
   return lunet.deadline(timeout, run, o)
 end
 
+M.request = guard("httpc.request", M.request)
 M._parse_url = parse_url
 return M
 end

@@ -262,11 +262,16 @@ unsafe fn push_wire(L: *mut lua_State) -> Result<(), Raise> {
     Ok(())
 }
 
+/// Runs a module's chunk: it returns a function called with the wire table
+/// and lunet's yield-guard factory (so the calls that wait behave like the
+/// core's), which builds and returns the module.
 unsafe fn open_module(L: *mut lua_State, src: &str, name: &CStr) -> Result<c_int, Raise> {
     push_wire(L)?;
+    run_chunk(L, lunet_abi::GUARD_LUA, c"=lunet.guard").map_err(|e| Raise::from(format!("lunet guard: {e}")))?;
     run_chunk(L, src, name).map_err(|e| Raise::from(format!("{}: {e}", name.to_string_lossy())))?;
-    ffi::lua_pushvalue(L, -2);
-    ffi::lua_call(L, 1, 1);
+    ffi::lua_pushvalue(L, -3);
+    ffi::lua_pushvalue(L, -3);
+    ffi::lua_call(L, 2, 1);
     Ok(1)
 }
 
