@@ -20,7 +20,8 @@ check() { # name, command, expected-substring...
 }
 
 # Starts an HTTP example on a free port, runs curl requests against it (each
-# argument: "curl arguments|expected text", with @ standing for the base URL),
+# argument: "curl arguments|expected text", with @ standing for the base URL;
+# "run <command>|expected text" runs a command instead of curl),
 # then stops it with SIGTERM and expects a clean exit.
 check_http() { # name, script, checks...
   local name=$1 script=$2; shift 2
@@ -39,9 +40,17 @@ check_http() { # name, script, checks...
     for spec in "$@"; do
       local args=${spec%%|*} want=${spec#*|} out
       args=${args//@/http://127.0.0.1:$port}
-      out=$(eval "curl -sS --max-time 10 $args" 2>&1 || true)
-      if ! grep -qF -- "$want" <<<"$out"; then
-        problem="curl $args: expected '$want', got: $out"
+      if [ "${args#run }" != "$args" ]; then
+        out=$(eval "timeout 30 ${args#run }" 2>&1 || true)
+      else
+        out=$(eval "curl -sS --max-time 10 $args" 2>&1 || true)
+      fi
+      local line missing=""
+      while IFS= read -r line; do # every line of the expected text
+        grep -qF -- "$line" <<<"$out" || missing=$line
+      done <<<"$want"
+      if [ -n "$missing" ]; then
+        problem="$args: expected '$missing', got: $out"
         break
       fi
     done
@@ -81,6 +90,19 @@ check_http 02_http_routing examples/02_http_routing.lua \
   '-i @/missing|404 Not Found' \
   '@/slow/30|{"slept_ms":30}' \
   '-v @/ @/users/1|Re-using existing connection'
+
+# MCP over SSE, with a client speaking the protocol (scripts/mcp_sse_client.py).
+check_http 06_mcp_sse examples/06_mcp_sse.lua \
+  'run /usr/bin/python3 scripts/mcp_sse_client.py @/sse|initialize 2024-11-05 lunet-notes
+tools search_notes
+search coroutine: Coroutines: Every connection is served by its own coroutine; a wait yields to the event loop.
+search nothingmatches: no notes match nothingmatches
+unknown method error -32601
+ping {}
+malformed json 400 -32700
+done' \
+  '-N --max-time 1 @/sse|event: endpoint' \
+  '-i @/nope|404 Not Found'
 
 dbfile=$(mktemp -u /tmp/lunet-example-XXXXXX.db)
 # Twice on one file: the second run finds the first run's rows.
