@@ -75,21 +75,28 @@ check 03_db_sqlite3 "$build/lunet-run examples/03_db_sqlite3.lua" \
   "users kept from an earlier run: 0" "inserted Miles O'Brien    id=2" "lookup by name with a quote: 1 row, email miles@example.org" \
   "3 rows updated" "deleted users without email: 1" "#2  Miles O'Brien    miles@example.org      age 42" \
   "no such table: missing_table" "escaped:	Miles O''Brien" "done"
-check_http 01_http_json examples/01_http_json.lua \
-  '@/hello|{"message":"hello from lunet","method":"GET","path":"/hello","served":1}' \
-  '-X POST --data x @/p|"method":"POST"' \
-  '-v @/a @/b|Re-using existing connection' \
-  '-v -H "Connection: close" @/c|Connection: close' \
-  '-i --http1.0 @/d|HTTP/1.1 200 OK'
+# 01 and 02 on lunet.http, and the same two servers on plain lunet.socket
+# (examples/socket/, through examples/lib/tinyhttp.lua): same behaviour.
+for dir in "" socket/; do
+  check_http ${dir}01_http_json examples/${dir}01_http_json.lua \
+    '@/hello|{"message":"hello from lunet","method":"GET","path":"/hello","served":1}' \
+    '-X POST --data x @/p|"method":"POST"' \
+    '-v @/a @/b|Re-using existing connection' \
+    '-v -H "Connection: close" @/c|Connection: close' \
+    '-i --http1.0 @/d|HTTP/1.1 200 OK'
 
-check_http 02_http_routing examples/02_http_routing.lua \
-  '@/users/42|{"user":{"id":42,"name":"user42"}}' \
-  '@/users/42/posts/7|{"post":"7","user":"42"}' \
-  '-X POST --data ping-pong @/echo|ping-pong' \
-  '-i -X DELETE @/users/1|405 Method Not Allowed' \
-  '-i @/missing|404 Not Found' \
-  '@/slow/30|{"slept_ms":30}' \
-  '-v @/ @/users/1|Re-using existing connection'
+  check_http ${dir}02_http_routing examples/${dir}02_http_routing.lua \
+    '@/users/42|{"user":{"id":42,"name":"user42"}}' \
+    '@/users/42/posts/7|{"post":"7","user":"42"}' \
+    '-X POST --data ping-pong @/echo|ping-pong' \
+    '-i -X DELETE @/users/1|405 Method Not Allowed' \
+    '-i @/missing|404 Not Found' \
+    '@/slow/30|{"slept_ms":30}' \
+    '-v @/ @/users/1|Re-using existing connection'
+done
+# What only lunet.http does: chunked uploads.
+check_http 02_http_routing_chunked examples/02_http_routing.lua \
+  '-H "Transfer-Encoding: chunked" --data-binary chunked-upload @/echo|chunked-upload'
 
 # MCP over SSE, with a client speaking the protocol (scripts/mcp_sse_client.py).
 check_http 06_mcp_sse examples/06_mcp_sse.lua \

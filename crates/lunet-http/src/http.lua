@@ -615,6 +615,8 @@ local function serve_conn(srv, conn, st)
   local limits, timeouts = srv.limits, srv.timeouts
   local mh, ml, mhd, max_body = limits.max_headers, limits.max_line, limits.max_head, limits.max_body
   local header_ms = timeouts.header
+  settimeouts(conn, nil, timeouts.send, timeouts.idle)
+  st.read_ms = timeouts.idle
   while not srv.closing do
     if st.read_ms ~= timeouts.idle then
       st.read_ms = timeouts.idle
