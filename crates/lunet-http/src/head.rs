@@ -3,7 +3,9 @@
 //! open, and the request-smuggling defences of RFC 9112 (section 6.3).
 //! No Lua here: `lua_api` turns the results into Lua values.
 
-use httparse::{Header, Status, EMPTY_HEADER};
+use std::mem::MaybeUninit;
+
+use httparse::{Header, ParserConfig, Status};
 
 /// The most headers a message may carry, whatever the configured limit.
 pub const HEADERS_CAP: usize = 512;
@@ -70,9 +72,13 @@ pub enum Parsed<T> {
     Fail(u16, &'static str),
 }
 
+/// Room for the header fields of one message, left uninitialised (httparse
+/// writes only the fields it finds: no 16 KiB clearing per request).
+pub type Storage<'b> = [MaybeUninit<Header<'b>>; HEADERS_CAP];
+
 /// A fresh header array for `parse_request` / `parse_response`.
-pub fn header_storage() -> [Header<'static>; HEADERS_CAP] {
-    [EMPTY_HEADER; HEADERS_CAP]
+pub fn header_storage<'b>() -> Storage<'b> {
+    [const { MaybeUninit::uninit() }; HEADERS_CAP]
 }
 
 fn eq_ci(a: &[u8], b: &[u8]) -> bool {
@@ -166,16 +172,20 @@ fn names_a_version(buf: &[u8]) -> bool {
 }
 
 /// Parses the head of a request at the start of `buf`.
-pub fn parse_request<'h, 'b>(buf: &'b [u8], storage: &'h mut [Header<'b>], lim: Limits) -> Parsed<Request<'h, 'b>> {
+pub fn parse_request<'h, 'b>(
+    buf: &'b [u8],
+    storage: &'h mut [MaybeUninit<Header<'b>>],
+    lim: Limits,
+) -> Parsed<Request<'h, 'b>> {
     let n = lim.max_headers.clamp(1, storage.len());
-    let mut req = httparse::Request::new(&mut storage[..n]);
+    let mut req = httparse::Request::new(&mut []);
     let line_end = buf.iter().position(|&c| c == b'\n');
     match line_end {
         Some(e) if e + 1 > lim.max_line => return Parsed::Fail(414, "request line too long"),
         None if buf.len() >= lim.max_line => return Parsed::Fail(414, "request line too long"),
         _ => {}
     }
-    let head_len = match req.parse(buf) {
+    let head_len = match req.parse_with_uninit_headers(buf, &mut storage[..n]) {
         Ok(Status::Complete(len)) => len,
         Ok(Status::Partial) => {
             if buf.len() >= lim.max_head {
@@ -241,14 +251,14 @@ pub fn parse_request<'h, 'b>(buf: &'b [u8], storage: &'h mut [Header<'b>], lim: 
 /// Parses the head of a response to a request made with `method`.
 pub fn parse_response<'h, 'b>(
     buf: &'b [u8],
-    storage: &'h mut [Header<'b>],
+    storage: &'h mut [MaybeUninit<Header<'b>>],
     max_headers: usize,
     max_head: usize,
     method: &[u8],
 ) -> Parsed<Response<'h, 'b>> {
     let n = max_headers.clamp(1, storage.len());
-    let mut res = httparse::Response::new(&mut storage[..n]);
-    let head_len = match res.parse(buf) {
+    let mut res = httparse::Response::new(&mut []);
+    let head_len = match ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut storage[..n]) {
         Ok(Status::Complete(len)) => len,
         Ok(Status::Partial) => {
             if buf.len() >= max_head {
@@ -385,7 +395,7 @@ mod tests {
     #[test]
     fn responses() {
         let mut st = header_storage();
-        let p = |st: &mut [Header<'static>], s: &'static str, m: &str| match parse_response(s.as_bytes(), st, 100, 65536, m.as_bytes()) {
+        let p = |st: &mut [MaybeUninit<Header<'static>>], s: &'static str, m: &str| match parse_response(s.as_bytes(), st, 100, 65536, m.as_bytes()) {
             Parsed::Done(r) => Some((r.status, r.body, r.close)),
             _ => None,
         };

@@ -94,8 +94,9 @@ local function add_headers(h, n, headers)
 end
 
 -- The head of a response as one string. `length` is the Content-Length
--- (nil: none; "chunked": chunked coding).
-local function build_head(req, status, headers, length)
+-- (nil: none; "chunked": chunked coding); a small `body` is appended (one
+-- string, one plain write).
+local function build_head(req, status, headers, length, body)
   local h = { status_lines[status], "Date: ", http_date(), "\r\n" }
   local n, close = add_headers(h, 4, headers)
   if close then req._close = true end
@@ -119,6 +120,7 @@ local function build_head(req, status, headers, length)
     n = n + 1
   end
   h[n + 1] = "\r\n"
+  h[n + 2] = body
   return concat(h)
 end
 
@@ -141,13 +143,15 @@ local function respond(req, status, headers, body)
   end
   body = body or ""
   local bodyless = status == 204 or status == 304
-  local head = build_head(req, status, headers, not bodyless and #body or nil)
+  local send_body = not bodyless and req.method ~= "HEAD" and body ~= ""
+  local small = send_body and #body <= 16384
+  local head = build_head(req, status, headers, not bodyless and #body or nil, small and body or nil)
   req._responded = true
   local err
-  if req.method == "HEAD" or bodyless or body == "" then
-    err = write(req._conn, head)
+  if send_body and not small then
+    err = write(req._conn, { head, body }) -- a large body is not copied
   else
-    err = write(req._conn, { head, body })
+    err = write(req._conn, head)
   end
   if err then req._close = true end
   return err == nil
@@ -219,6 +223,8 @@ function Req:body()
   return data
 end
 
+local function discard() return true end
+
 -- Skips an unread body so the connection can serve the next request;
 -- false when it cannot (too big, or the client was never told to send it).
 local function drain(req)
@@ -229,7 +235,7 @@ local function drain(req)
   if req._len then
     return read(req._conn, req._len) ~= nil
   end
-  return read_chunked(req._conn, DRAIN_MAX, function() return true end) ~= nil
+  return read_chunked(req._conn, DRAIN_MAX, discard) ~= nil
 end
 
 local function start_stream(req, status, headers, what)

@@ -28,19 +28,24 @@ use lunet_abi::lua_fn;
 
 use head::{Body, Limits, Parsed};
 
-unsafe fn set_str(L: *mut lua_State, t: c_int, k: &CStr, v: &[u8]) {
+// Field setters for the tables we build (raw sets: these tables have no
+// metatables, and the key lengths are known).
+unsafe fn set_str(L: *mut lua_State, t: c_int, k: &[u8], v: &[u8]) {
+    push_bytes(L, k);
     push_bytes(L, v);
-    ffi::lua_setfield(L, t, k.as_ptr());
+    ffi::lua_rawset(L, t);
 }
 
-unsafe fn set_num(L: *mut lua_State, t: c_int, k: &CStr, v: f64) {
+unsafe fn set_num(L: *mut lua_State, t: c_int, k: &[u8], v: f64) {
+    push_bytes(L, k);
     ffi::lua_pushnumber(L, v);
-    ffi::lua_setfield(L, t, k.as_ptr());
+    ffi::lua_rawset(L, t);
 }
 
-unsafe fn set_bool(L: *mut lua_State, t: c_int, k: &CStr, v: bool) {
+unsafe fn set_bool(L: *mut lua_State, t: c_int, k: &[u8], v: bool) {
+    push_bytes(L, k);
     ffi::lua_pushboolean(L, v as c_int);
-    ffi::lua_setfield(L, t, k.as_ptr());
+    ffi::lua_rawset(L, t);
 }
 
 unsafe fn arg_bytes<'a>(L: *mut lua_State, idx: c_int, what: &str) -> Result<&'a [u8], Raise> {
@@ -106,32 +111,33 @@ lua_fn! {
             }
             Parsed::Done(r) => r,
         };
-        set_str(L, 2, c"method", r.method.as_bytes());
-        set_str(L, 2, c"target", r.target.as_bytes());
+        set_str(L, 2, b"method", r.method.as_bytes());
+        set_str(L, 2, b"target", r.target.as_bytes());
         let t = r.target.as_bytes();
         match t.iter().position(|&c| c == b'?') {
             Some(q) => {
-                set_str(L, 2, c"path", &t[..q]);
-                set_str(L, 2, c"query", &t[q + 1..]);
+                set_str(L, 2, b"path", &t[..q]);
+                set_str(L, 2, b"query", &t[q + 1..]);
             }
             None => {
-                set_str(L, 2, c"path", t);
-                set_str(L, 2, c"query", b"");
+                set_str(L, 2, b"path", t);
+                set_str(L, 2, b"query", b"");
             }
         }
-        set_str(L, 2, c"version", if r.minor == 1 { b"1.1" } else { b"1.0" });
+        set_str(L, 2, b"version", if r.minor == 1 { b"1.1" } else { b"1.0" });
+        push_bytes(L, b"headers");
         push_header_map(L, r.headers);
-        ffi::lua_setfield(L, 2, c"headers".as_ptr());
+        ffi::lua_rawset(L, 2);
         match r.body {
-            Body::Length(n) => set_num(L, 2, c"_len", n as f64),
-            Body::Chunked => set_bool(L, 2, c"_chunked", true),
+            Body::Length(n) => set_num(L, 2, b"_len", n as f64),
+            Body::Chunked => set_bool(L, 2, b"_chunked", true),
             Body::None | Body::Close => {}
         }
         if r.close {
-            set_bool(L, 2, c"_close", true);
+            set_bool(L, 2, b"_close", true);
         }
         if r.expect_continue {
-            set_bool(L, 2, c"_expect", true);
+            set_bool(L, 2, b"_expect", true);
         }
         ffi::lua_pushnumber(L, r.head_len as f64);
         Ok(1)
@@ -167,8 +173,8 @@ lua_fn! {
         let t = ffi::lua_gettop(L);
         for (i, h) in r.headers.iter().enumerate() {
             ffi::lua_createtable(L, 0, 2);
-            set_str(L, t + 1, c"name", h.name.as_bytes());
-            set_str(L, t + 1, c"value", h.value);
+            set_str(L, t + 1, b"name", h.name.as_bytes());
+            set_str(L, t + 1, b"value", h.value);
             ffi::lua_rawseti(L, t, i as ffi::lua_Integer + 1);
         }
         let (kind, len): (&[u8], f64) = match r.body {
