@@ -85,6 +85,7 @@ bench: build
 	LUNET_POSTGRES_FLOOR=target/release/examples/postgres_floor build/release/lunet-run bench/postgres.lua
 	@scripts/deps.sh bench
 	bench/net.sh
+	bench/mcp_sse.sh
 	bench/compare.sh
 
 ## Regenerates the API reference from the annotations in types/.

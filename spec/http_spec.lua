@@ -459,6 +459,28 @@ describe("lunet.httpc", function()
     end)
   end)
 
+  it("retries an idempotent request once when its pooled connection was closed by the server", function()
+    local conns = {}
+    with_server({ timeouts = { idle = 30 } }, function(req)
+      conns[req._conn] = true
+      return 200, nil, req.method
+    end, function(port)
+      local url = "http://127.0.0.1:" .. port .. "/"
+      assert.equal("GET", assert(httpc.request({ url = url })).body)
+      assert.equal(1, httpc.pool_size())
+      lunet.sleep(150) -- the server closes the idle connection meanwhile
+      assert.equal("GET", assert(httpc.request({ url = url })).body)
+      local n = 0
+      for _ in pairs(conns) do n = n + 1 end
+      assert.equal(2, n)
+      httpc.configure({ max_idle_per_host = 0 })
+      assert(httpc.request({ url = url }))
+      assert.equal(0, httpc.pool_size())
+      httpc.configure({ max_idle_per_host = 8 })
+      httpc.close_idle()
+    end)
+  end)
+
   it("returns nil, err for runtime failures and raises for programmer errors", function()
     H.run(function()
       local l = assert(socket.listen("tcp", "127.0.0.1", 0))
