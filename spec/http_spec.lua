@@ -144,6 +144,45 @@ describe("lunet.http server", function()
     end)
   end)
 
+  it("survives randomly mutated requests: every answer is a status line or a close", function()
+    math.randomseed(15)
+    local base = "POST /echo?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"
+      .. "POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nworld\r\n0\r\n\r\n"
+    local noise = { "\r", "\n", ":", " ", "\0", "\255", "0", "-", ",", "chunked", "Content-Length: 3\r\n" }
+    with_server({ limits = { max_body = 1024, max_headers = 10, max_head = 2048, max_line = 512 } }, echo, function(port)
+      for _ = 1, 150 do
+        local m = base
+        for _ = 1, math.random(1, 4) do
+          local at = math.random(1, #m)
+          local r = math.random(3)
+          if r == 1 then
+            m = m:sub(1, at - 1) .. noise[math.random(#noise)] .. m:sub(at + 1)
+          elseif r == 2 then
+            m = m:sub(1, at) .. noise[math.random(#noise)] .. m:sub(at + 1)
+          else
+            m = m:sub(1, at)
+          end
+        end
+        local c = assert(socket.connect("127.0.0.1", port))
+        socket.write(c, m)
+        socket.shutdown(c) -- the server sees the end of what was sent
+        socket.settimeout(c, 3000)
+        local got = {}
+        while true do
+          local d = socket.read(c)
+          if not d then break end
+          got[#got + 1] = d
+        end
+        socket.close(c)
+        local r = table.concat(got)
+        if r ~= "" then
+          assert.matches("^HTTP/1%.1 %d%d%d ", r, nil, ("%q"):format(m))
+        end
+      end
+      assert.matches("GET /fine", exchange(port, "GET /fine HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"))
+    end)
+  end)
+
   it("answers 408 to a client sending its head too slowly, serving others meanwhile", function()
     with_server({ timeouts = { header = 300 } }, echo, function(port)
       local c = assert(socket.connect("127.0.0.1", port))

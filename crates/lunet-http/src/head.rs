@@ -407,6 +407,45 @@ mod tests {
         assert_eq!(p(&mut st, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", "GET"), None);
     }
 
+    /// Mutated and truncated messages never panic, and whatever parses
+    /// stays inside the buffer.
+    #[test]
+    fn mutations_never_panic() {
+        let seeds: [&[u8]; 3] = [
+            b"POST /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+            b"1a;x=y\r\n",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let lim = Limits { max_headers: 8, max_line: 64, max_head: 256 };
+        for _ in 0..20000 {
+            let mut m = seeds[(next() % 3) as usize].to_vec();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % m.len();
+                match next() % 3 {
+                    0 => m[at] = next() as u8,
+                    1 => m.insert(at, b"\r\n:; \t\0,"[(next() % 8) as usize]),
+                    _ => m.truncate(at.max(1)),
+                }
+            }
+            let mut st = header_storage();
+            if let Parsed::Done(r) = parse_request(&m, &mut st, lim) {
+                assert!(r.head_len <= m.len());
+            }
+            let mut st = header_storage();
+            if let Parsed::Done(r) = parse_response(&m, &mut st, 8, 256, b"GET") {
+                assert!(r.head_len <= m.len());
+            }
+            let _ = chunk_size(&m);
+        }
+    }
+
     #[test]
     fn chunk_sizes() {
         assert_eq!(chunk_size(b"1a\r\n"), Some(26));
