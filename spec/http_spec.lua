@@ -9,20 +9,26 @@ local httpc = require("lunet.httpc")
 
 local PY = "/usr/bin/python3"
 
--- Sends `raw` on a new connection and reads until the server closes it
--- (or `ms` pass); returns everything received.
-local function exchange(port, raw, ms)
-  local c = assert(socket.connect("127.0.0.1", port))
-  if raw ~= "" then assert(socket.write(c, raw) == nil) end
-  socket.settimeout(c, ms or 3000)
+-- Everything `c` receives until the peer closes it (or a read fails).
+local function read_all(c)
   local got = {}
   while true do
     local d = socket.read(c)
     if not d then break end
     got[#got + 1] = d
   end
-  socket.close(c)
   return table.concat(got)
+end
+
+-- Sends `raw` on a new connection and reads until the server closes it
+-- (or `ms` pass); returns everything received.
+local function exchange(port, raw, ms)
+  local c = assert(socket.connect("127.0.0.1", port))
+  if raw ~= "" then assert(socket.write(c, raw) == nil) end
+  socket.settimeout(c, ms or 3000)
+  local r = read_all(c)
+  socket.close(c)
+  return r
 end
 
 -- Runs `body(port, srv)` against an in-process server with `handler`.
@@ -167,14 +173,8 @@ describe("lunet.http server", function()
         socket.write(c, m)
         socket.shutdown(c) -- the server sees the end of what was sent
         socket.settimeout(c, 3000)
-        local got = {}
-        while true do
-          local d = socket.read(c)
-          if not d then break end
-          got[#got + 1] = d
-        end
+        local r = read_all(c)
         socket.close(c)
-        local r = table.concat(got)
         if r ~= "" then
           assert.matches("^HTTP/1%.1 %d%d%d ", r, nil, ("%q"):format(m))
         end
@@ -198,13 +198,7 @@ describe("lunet.http server", function()
       -- Another client is served while the slow one trickles.
       assert.matches("GET /other", exchange(port, "GET /other HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"))
       socket.settimeout(c, 5000)
-      local got = {}
-      while true do
-        local d = socket.read(c)
-        if not d then break end
-        got[#got + 1] = d
-      end
-      answer = table.concat(got)
+      answer = read_all(c)
       assert.matches("^HTTP/1.1 408 Request Timeout\r\n", answer)
       assert.is_true(H.now_ms() - t0 >= 290)
       slow:join()
