@@ -492,6 +492,40 @@ describe("lunet.httpc", function()
     end)
   end)
 
+  it("streams large response bodies to a sink, and stops when the sink says so", function()
+    local big = ("0123456789abcdef"):rep(20000) -- 320,000 bytes
+    with_server({}, function(req)
+      if req.path == "/chunked" then
+        local w = req:stream(200)
+        for i = 1, #big, 100000 do w:write(big:sub(i, i + 99999)) end
+        return
+      end
+      if req.path == "/old" then return 302, { Location = "/length" }, "moved" end
+      return 200, nil, big
+    end, function(port)
+      local base = "http://127.0.0.1:" .. port
+      for _, path in ipairs({ "/length", "/chunked", "/old" }) do
+        local pieces = {}
+        local r = assert(httpc.request({ url = base .. path, max_body_bytes = 10, follow_redirects = true,
+          sink = function(p) pieces[#pieces + 1] = p return true end }))
+        assert.equal(200, r.status)
+        assert.equal("", r.body)
+        assert.is_true(#pieces > 1, path)
+        assert.equal(big, table.concat(pieces), path)
+      end
+      local n = 0
+      local r, err = httpc.request({ url = base .. "/length", sink = function()
+        n = n + 1
+        if n == 2 then return nil, "enough" end
+        return true
+      end })
+      assert.is_nil(r)
+      assert.equal("enough", err)
+      assert.has_error(function() httpc.request({ url = base, sink = "x" }) end)
+      httpc.close_idle()
+    end)
+  end)
+
   it("retries an idempotent request once when its pooled connection was closed by the server", function()
     local conns = {}
     with_server({ timeouts = { idle = 30 } }, function(req)

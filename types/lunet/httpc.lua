@@ -56,6 +56,7 @@ function httpc.close_idle() end
 ---@field max_header_lines? integer the most response header fields (default 256)
 ---@field follow_redirects? boolean follow 301, 302, 303, 307, 308 (default false)
 ---@field max_redirects? integer the most redirects followed (default 8)
+---@field sink? fun(piece: string): boolean?, string? receives the response body piece by piece as it arrives (then `body` is "" and `max_body_bytes` does not apply); a falsy answer stops the transfer (`nil, err`, or "aborted by sink")
 ---@field tls? table TLS options for https, once TLS support lands
 
 --- The result of `httpc.request`.

@@ -129,6 +129,48 @@ local function read_head(conn, method, max_header_bytes, max_header_lines)
   end
 end
 
+local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+
+local function header_value(headers, name)
+  for _, f in ipairs(headers) do
+    if f.name:lower() == name then return f.value end
+  end
+end
+
+-- Hands the body to `sink(piece)` as it arrives (no size limit: the sink
+-- decides); "" | nil, err (the sink's falsy answer stops the transfer).
+local function stream_body(conn, h, sink)
+  local function feed(piece)
+    local ok, err = sink(piece)
+    if not ok then return nil, err or "aborted by sink" end
+    return true
+  end
+  if h.kind == "length" then
+    local left = h.len
+    while left > 0 do
+      local piece, err = read(conn, left < 65536 and left or 65536)
+      if not piece then return nil, err end
+      local ok, serr = feed(piece)
+      if not ok then return nil, serr end
+      left = left - #piece
+    end
+  elseif h.kind == "chunked" then
+    local done, err = read_chunked(conn, math.huge, feed)
+    if not done then return nil, err end
+  elseif h.kind == "close" then
+    while true do
+      local piece, err = read(conn)
+      if not piece then
+        if err then return nil, err end
+        break
+      end
+      local ok, serr = feed(piece)
+      if not ok then return nil, serr end
+    end
+  end
+  return ""
+end
+
 local function exchange(u, req, o, fresh_only)
   local key = u.scheme .. "://" .. u.host .. ":" .. u.port
   local conn, reused = nil, false
@@ -159,7 +201,13 @@ local function exchange(u, req, o, fresh_only)
     return nil, herr
   end
   local body, berr
-  if h.kind == "none" then
+  local sink = o.sink
+  if sink and o.follow_redirects and REDIRECT[h.status] and header_value(h.headers, "location") then
+    sink = nil -- a redirect's own body is not the caller's
+  end
+  if sink then
+    body, berr = stream_body(conn, h, sink)
+  elseif h.kind == "none" then
     body = ""
   elseif h.kind == "length" then
     if h.len > o.max_body_bytes then
@@ -179,12 +227,6 @@ local function exchange(u, req, o, fresh_only)
   end
   if h.close or o.close then sclose(conn) else give(key, conn) end
   return { status = h.status, body = body, headers = h.headers }
-end
-
-local function header_value(headers, name)
-  for _, f in ipairs(headers) do
-    if f.name:lower() == name then return f.value end
-  end
 end
 
 local function build_request(u, o, method, body)
@@ -235,7 +277,7 @@ local function run(o)
     res.effective_url = url
     local loc = o.follow_redirects and header_value(res.headers, "location")
     local st = res.status
-    if not (loc and (st == 301 or st == 302 or st == 303 or st == 307 or st == 308)) then
+    if not (loc and REDIRECT[st]) then
       return res
     end
     redirects = redirects + 1
@@ -261,7 +303,7 @@ end
 
 --- httpc.request{url, method, headers, body, timeout_ms, connect_timeout_ms,
 -- max_body_bytes, max_header_bytes, max_header_lines, follow_redirects,
--- max_redirects} -> {status, body, headers = {{name=, value=}, ...},
+-- max_redirects, sink} -> {status, body, headers = {{name=, value=}, ...},
 -- effective_url} | nil, err
 function M.request(opts)
   if type(opts) ~= "table" then error("httpc.request expects an options table (got " .. type(opts) .. ")", 2) end
@@ -295,8 +337,12 @@ function M.request(opts)
     max_header_lines = opt_int(opts, "max_header_lines", 256, 1),
     max_redirects = opt_int(opts, "max_redirects", 8, 0),
     follow_redirects = opts.follow_redirects == true,
+    sink = opts.sink,
     strip = STRIP_ON_CROSS,
   }
+  if opts.sink ~= nil and type(opts.sink) ~= "function" then
+    error("httpc.request: sink must be a function", 2)
+  end
   if o.max_body_bytes > 2147483647 then error("httpc.request: max_body_bytes must be at most 2^31 - 1", 2) end
   if o.connect_timeout_ms > timeout then error("httpc.request: connect_timeout_ms must be <= timeout_ms", 2) end
   return lunet.deadline(timeout, run, o)
