@@ -632,40 +632,46 @@ local function serve_conn(srv, conn, st)
     local data = read(conn)
     st.idle = false
     if not data then break end
-    local req = { _conn = conn, _srv = srv, _st = st }
-    local hl, code = parse_request(data, req, mh, ml, mhd)
+    local hl, method, target, path, query, minor, headers, len, chunked, close, expect =
+      parse_request(data, mh, ml, mhd)
     if hl == false then
       local deadline = header_ms and now() + header_ms
       repeat
         if deadline then
           local left = deadline - now()
-          if left <= 0 then hl, code = nil, 408 break end
+          if left <= 0 then hl, method = nil, 408 break end
           st.read_ms = left
           settimeouts(conn, nil, timeouts.send, left)
         end
         local more, err = read(conn)
         if not more then
-          hl, code = nil, err == "timeout" and 408 or nil
+          hl, method = nil, err == "timeout" and 408 or nil
           break
         end
         data = data .. more
-        hl, code = parse_request(data, req, mh, ml, mhd)
+        hl, method, target, path, query, minor, headers, len, chunked, close, expect =
+          parse_request(data, mh, ml, mhd)
       until hl ~= false
     end
     if not hl then
-      if code then
-        send_error(conn, code)
+      if method then -- the status to answer
+        send_error(conn, method)
         st.linger = true
       end
       break
     end
     if hl < #data then unread(conn, data:sub(hl + 1)) end
+    local req = setmetatable({
+      method = method, target = target, path = path, query = query,
+      version = minor == 1 and "1.1" or "1.0", headers = headers,
+      _len = len or nil, _chunked = chunked or nil, _close = close or nil, _expect = expect or nil,
+      _conn = conn, _srv = srv, _st = st,
+    }, REQ_MT)
     if req._len and req._len > max_body then
       send_error(conn, 413)
       st.linger = true
       break
     end
-    setmetatable(req, REQ_MT)
     local ok, res = xpcall(run_handler, errh, srv, req)
     if ok then
       finish_request(srv, req, true)

@@ -84,18 +84,17 @@ unsafe fn push_header_map(L: *mut lua_State, headers: &[httparse::Header<'_>]) {
 }
 
 lua_fn! {
-    /// `parse_request(buf, req, max_headers, max_line, max_head)` →
-    /// `head_len` (and `req` filled in) | `false` (incomplete) |
-    /// `nil, status, reason`.
+    /// `parse_request(buf, max_headers, max_line, max_head)` →
+    /// `head_len, method, target, path, query, minor, headers, length,
+    /// chunked, close, expect` (length: the Content-Length or false) |
+    /// `false` (incomplete) | `nil, status, reason`. Plain values, so that
+    /// Lua builds the request table with one constructor.
     fn l_parse_request(L) {
         let buf = arg_bytes(L, 1, "buffer")?;
-        if ffi::lua_type(L, 2) != ffi::LUA_TTABLE {
-            return Err("request must be a table".into());
-        }
         let lim = Limits {
-            max_headers: arg_count(L, 3, "max_headers")?,
-            max_line: arg_count(L, 4, "max_line")?,
-            max_head: arg_count(L, 5, "max_head")?,
+            max_headers: arg_count(L, 2, "max_headers")?,
+            max_line: arg_count(L, 3, "max_line")?,
+            max_head: arg_count(L, 4, "max_head")?,
         };
         let mut storage = head::header_storage();
         let r = match head::parse_request(buf, &mut storage, lim) {
@@ -111,36 +110,30 @@ lua_fn! {
             }
             Parsed::Done(r) => r,
         };
-        set_str(L, 2, b"method", r.method.as_bytes());
-        set_str(L, 2, b"target", r.target.as_bytes());
+        ffi::lua_pushnumber(L, r.head_len as f64);
+        push_bytes(L, r.method.as_bytes());
         let t = r.target.as_bytes();
+        push_bytes(L, t);
         match t.iter().position(|&c| c == b'?') {
             Some(q) => {
-                set_str(L, 2, b"path", &t[..q]);
-                set_str(L, 2, b"query", &t[q + 1..]);
+                push_bytes(L, &t[..q]);
+                push_bytes(L, &t[q + 1..]);
             }
             None => {
-                set_str(L, 2, b"path", t);
-                set_str(L, 2, b"query", b"");
+                ffi::lua_pushvalue(L, -1);
+                push_bytes(L, b"");
             }
         }
-        set_str(L, 2, b"version", if r.minor == 1 { b"1.1" } else { b"1.0" });
-        push_bytes(L, b"headers");
+        ffi::lua_pushnumber(L, r.minor as f64);
         push_header_map(L, r.headers);
-        ffi::lua_rawset(L, 2);
         match r.body {
-            Body::Length(n) => set_num(L, 2, b"_len", n as f64),
-            Body::Chunked => set_bool(L, 2, b"_chunked", true),
-            Body::None | Body::Close => {}
+            Body::Length(n) => ffi::lua_pushnumber(L, n as f64),
+            _ => ffi::lua_pushboolean(L, 0),
         }
-        if r.close {
-            set_bool(L, 2, b"_close", true);
-        }
-        if r.expect_continue {
-            set_bool(L, 2, b"_expect", true);
-        }
-        ffi::lua_pushnumber(L, r.head_len as f64);
-        Ok(1)
+        ffi::lua_pushboolean(L, (r.body == Body::Chunked) as c_int);
+        ffi::lua_pushboolean(L, r.close as c_int);
+        ffi::lua_pushboolean(L, r.expect_continue as c_int);
+        Ok(11)
     }
 }
 
