@@ -30,8 +30,13 @@ W.REASONS = {
 -- Header names are tokens (RFC 9110 5.6.2); values carry no CR, LF or NUL.
 local BAD_NAME, BAD_VALUE = "[^%w!#$%%&'*+%-.^_`|~]", "[\r\n%z]"
 
+-- Names and values already found valid (most responses repeat the same
+-- fields); emptied when it grows past a bound.
+local names_ok, values_ok, nchecked = {}, {}, 0
+
 --- Checks one header field; raises (at the caller's caller) for a bad one.
 function W.check_field(name, value)
+  if names_ok[name] and values_ok[value] then return end
   if type(name) ~= "string" or name == "" or name:find(BAD_NAME) then
     error("invalid header name " .. format("%q", tostring(name)), 3)
   end
@@ -43,6 +48,8 @@ function W.check_field(name, value)
   if value:find(BAD_VALUE) then
     error(format("header %s: value contains CR, LF or NUL", name), 3)
   end
+  if nchecked >= 4096 then names_ok, values_ok, nchecked = {}, {}, 0 end
+  names_ok[name], values_ok[value], nchecked = true, true, nchecked + 1
 end
 
 --- Reads a chunked body (after the head): the decoded bytes, or
