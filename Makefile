@@ -12,7 +12,8 @@ export STRESS_WORKERS STRESS_OPS
 FUZZ_SECONDS   ?= 600
 
 .PHONY: all deps deps-test db-up build build-debug run test test-cargo test-spec \
-        test-examples test-rocks stress fuzz fuzz-quick bench docs clean
+        test-examples test-rocks test-types stress fuzz fuzz-quick bench docs \
+        rockspecs rocks clean
 
 all: build
 
@@ -40,7 +41,7 @@ run: build
 	build/release/lunet-run examples/01_http_json.lua
 
 test: deps-test db-up build build-debug
-	FUZZ_ALLOW_FAIL= $(MAKE) --no-print-directory test-cargo test-spec test-examples test-rocks stress fuzz-quick
+	FUZZ_ALLOW_FAIL= $(MAKE) --no-print-directory test-cargo test-spec test-examples test-rocks test-types stress fuzz-quick
 	@echo "make test: all suites passed"
 
 test-cargo:
@@ -56,6 +57,10 @@ test-examples:
 ## Installs every rockspec into a temporary luarocks tree and uses it.
 test-rocks:
 	@scripts/test-rocks.sh
+
+## Type-checks examples/ and the README's programs against types/ (emmylua_check).
+test-types: deps-test
+	@scripts/check-types.sh
 
 stress: build-debug
 	@scripts/db-up.sh postgres
@@ -75,6 +80,7 @@ bench: build
 	build/release/lunet-run bench/core.lua
 	build/release/lunet-run bench/fs.lua
 	build/release/lunet-run bench/udp.lua
+	bench/sync.sh
 	$(CARGO) build --release -p lunet-sqlite3 --example sqlite3_floor
 	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor build/release/lunet-run bench/sqlite3.lua
 	@scripts/db-up.sh mysql
@@ -83,15 +89,27 @@ bench: build
 	@scripts/db-up.sh postgres
 	$(CARGO) build --release -p lunet-postgres --example postgres_floor
 	LUNET_POSTGRES_FLOOR=target/release/examples/postgres_floor build/release/lunet-run bench/postgres.lua
+	build/release/lunet-run bench/dbpool.lua
+	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor bench/dbconc.sh
 	@scripts/deps.sh bench
 	bench/net.sh
 	bench/mcp_sse.sh
+	bench/tls.sh
 	bench/compare.sh
 
 ## Regenerates the API reference from the annotations in types/.
 docs:
 	$(LUAJIT) scripts/gen-docs.lua types docs/API.md
 
+## Writes the versioned rockspecs (rockspecs/<rock>-<version>-1.rockspec) from
+## the scm-1 ones and the Cargo workspace's version.
+rockspecs:
+	$(LUAJIT) scripts/gen-rockspecs.lua
+
+## Binary rocks for every rock into dist/, installable without Rust.
+rocks: rockspecs
+	@scripts/make-rocks.sh dist
+
 clean:
 	$(CARGO) clean
-	rm -rf build .tmp
+	rm -rf build .tmp dist

@@ -8,6 +8,9 @@
 -- HTTP_READ=lines reads each request line by line with socket.read(conn,
 -- "*l") instead (the streams issue's comparison: the library's line reader
 -- against the hand-rolled buffer).
+-- HTTPS (bench/tls.sh): HTTP_TLS_CERT and HTTP_TLS_KEY serve TLS; with
+-- HTTP_CLOSE=1 every response says "Connection: close" and the connection is
+-- closed (one full handshake per request).
 -- SIGUSR1 prints the Lua heap after a full collection (used by the
 -- idle-connection memory measurement); SIGTERM exits.
 local lunet = require("lunet")
@@ -55,7 +58,23 @@ end
 
 if os.getenv("HTTP_READ") == "lines" then serve = serve_lines end
 
-local listener = assert(socket.listen("tcp", "127.0.0.1", tonumber(arg[1]) or 0))
+if os.getenv("HTTP_CLOSE") == "1" then
+  local CLOSE_RESPONSE = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: "
+    .. #BODY .. "\r\n\r\n" .. BODY
+  serve = function(conn)
+    if read(conn, "*l") then
+      repeat local line = read(conn, "*l") until not line or line == ""
+      write(conn, CLOSE_RESPONSE)
+    end
+    close(conn)
+  end
+end
+
+local tls
+if os.getenv("HTTP_TLS_CERT") then
+  tls = { cert_file = os.getenv("HTTP_TLS_CERT"), key_file = os.getenv("HTTP_TLS_KEY") }
+end
+local listener = assert(socket.listen("tcp", "127.0.0.1", tonumber(arg[1]) or 0, { tls = tls }))
 local _, port = socket.getsockname(listener)
 print("listening on 127.0.0.1:" .. port)
 io.stdout:flush()

@@ -43,11 +43,13 @@ route("POST", "/echo", function(req)
 end)
 
 -- Waiting inside a handler only suspends this request's task.
-route("GET", "/slow/:ms", function(_, p)
+---@async
+local function slow(_, p)
   local ms = math.min(tonumber(p.ms) or 0, 5000)
   lunet.sleep(ms)
   return json(200, { slept_ms = ms })
-end)
+end
+route("GET", "/slow/:ms", slow)
 
 local srv = assert(http.serve({ port = common.port(8080) }, router.dispatch))
 local host, port = srv:address()

@@ -14,7 +14,8 @@ local lunet = require("lunet")
 local http = require("lunet.http")
 local db = require("lunet.sqlite3")
 local signal = require("lunet.signal")
-local cjson = require("cjson.safe")
+---@diagnostic disable-next-line: unresolved-require
+local cjson = require("cjson.safe") -- lua-cjson: no annotations in types/
 
 local PROTOCOL = "2024-11-05"
 local NOTES = {
@@ -43,6 +44,7 @@ local TOOLS = {
 
 local conn -- the SQLite connection, opened below
 
+---@async
 local function search(args)
   if type(args) ~= "table" or type(args.query) ~= "string" or args.query == "" then
     return nil, "search_notes needs a non-empty string 'query'"
@@ -58,6 +60,7 @@ local function search(args)
 end
 
 -- One JSON-RPC request -> its result table, or nil plus an error object.
+---@async
 local function dispatch(msg)
   local m, params = msg.method, type(msg.params) == "table" and msg.params or {}
   if m == "initialize" then
@@ -90,6 +93,7 @@ local function new_session_id()
   return ("%x%06x"):format(lunet.getpid(), next_id) .. ("%08x"):format(math.random(0, 0x7fffffff))
 end
 
+---@async
 local function sse_stream(req)
   local id = new_session_id()
   local sse = req:sse()
@@ -104,6 +108,7 @@ local function sse_stream(req)
   sessions[id] = nil
 end
 
+---@async
 local function post_message(req)
   local s = sessions[req.query:match("session_id=([%x]+)") or ""]
   if not s then return 404, { ["Content-Type"] = "text/plain" }, "unknown session\n" end
@@ -121,7 +126,7 @@ local function post_message(req)
   return 202, { ["Content-Type"] = "text/plain" }, "Accepted\n"
 end
 
-local srv
+local srv ---@type lunet.http.Server?
 local port = tonumber(arg and arg[1] or os.getenv("PORT") or 8080)
 
 lunet.spawn(function()

@@ -6,6 +6,7 @@
 -- when the last timer has fired and no work is left.
 local lunet = require("lunet")
 
+---@async
 local function worker(name, interval_ms, rounds)
   for i = 1, rounds do
     lunet.sleep(interval_ms)

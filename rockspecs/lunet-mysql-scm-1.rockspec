@@ -23,5 +23,12 @@ build = {
   build_command = "cargo build --release -p lunet-mysql && bash scripts/stage.sh release",
   install = {
     lib = { ["lunet.mysql"] = "build/release/lunet/mysql.so" },
+    lua = { ["lunet.mysql_tx"] = "build/release/lunet/mysql_tx.lua" },
   },
+}
+test = {
+  -- Builds the rock (release), then runs its specs with busted under luajit
+  -- (Debian: lua-busted); arguments after the rockspec go to busted.
+  type = "command",
+  command = "bash scripts/rock-test.sh lunet-mysql",
 }

@@ -28,4 +28,14 @@ build = {
     lib = { ["lunet"] = "build/release/lunet.so" },
     bin = { ["lunet-run"] = "build/release/lunet-run" },
   },
+  -- The annotations for lua-language-server and the API reference, into the
+  -- rock's own folder of the tree: lib/luarocks/rocks-5.1/lunet/<version>/
+  -- (README: "Installing with luarocks").
+  copy_directories = { "types", "docs" },
+}
+test = {
+  -- Builds the rock (release), then runs its specs with busted under luajit
+  -- (Debian: lua-busted); arguments after the rockspec go to busted.
+  type = "command",
+  command = "bash scripts/rock-test.sh lunet",
 }

@@ -22,5 +22,12 @@ build = {
   build_command = "cargo build --release -p lunet-sqlite3 && bash scripts/stage.sh release",
   install = {
     lib = { ["lunet.sqlite3"] = "build/release/lunet/sqlite3.so" },
+    lua = { ["lunet.sqlite3_tx"] = "build/release/lunet/sqlite3_tx.lua" },
   },
+}
+test = {
+  -- Builds the rock (release), then runs its specs with busted under luajit
+  -- (Debian: lua-busted); arguments after the rockspec go to busted.
+  type = "command",
+  command = "bash scripts/rock-test.sh lunet-sqlite3",
 }

@@ -41,16 +41,19 @@ local function trim(s)
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
---- Splits the type expression at the start of `s` from the rest.
+--- Splits the type expression at the start of `s` from the rest. An
+--- `async fun(...): any...` (a callback that runs in a task, so it may wait,
+--- and returns anything) is one type: neither `async ` nor `: ` ends it.
 local function split_type(s)
   local depth = 0
-  for i = 1, #s do
+  local from = s:match("^async fun%(") and #"async " + 1 or 1
+  for i = from, #s do
     local c = s:sub(i, i)
     if c == "(" or c == "{" or c == "[" or c == "<" then
       depth = depth + 1
     elseif c == ")" or c == "}" or c == "]" or c == ">" then
       depth = depth - 1
-    elseif depth == 0 and c:match("%s") then
+    elseif depth == 0 and c:match("%s") and s:sub(i - 1, i - 1) ~= ":" then
       return s:sub(1, i - 1), trim(s:sub(i))
     end
   end

@@ -1,7 +1,9 @@
 -- Concurrent stress test, run by `make stress` on the tracing (debug) build.
 --
 -- STRESS_WORKERS coroutines (default 50) each perform STRESS_OPS operations
--- (default 100): sleeps of 0 and 1 ms, spawning a child and joining it,
+-- (default 100): sleeps of 0 and 1 ms, task groups (children passing values
+-- over a channel and joined by the group's wait; a failing child that cancels
+-- its sibling), wait_any over a channel and a task holding a semaphore,
 -- timeouts (lunet.deadline around a sleep and a PostgreSQL statement, a join
 -- with a time limit, a UDP receive with a handle limit) and cancellations (a
 -- sleeping child, a child waiting on pool work),
@@ -76,9 +78,50 @@ local operations = {
   function() lunet.sleep(0); count("sleep(0)") end,
   function() lunet.sleep(1); count("sleep(1)") end,
   function()
-    local ok, a, b = lunet.spawn(function(x) lunet.sleep(0); return x, nil end, "child"):join()
-    assert(ok == true and a == "child" and b == nil, "join returned " .. tostring(a))
-    count("spawn+join")
+    -- A producer and two consumers over a channel, in a group.
+    local g, ch, got = lunet.group(), lunet.channel(1), 0
+    g:spawn(function()
+      for i = 1, 4 do assert(ch:send(i)) end
+      ch:close()
+    end)
+    for _ = 1, 2 do
+      g:spawn(function()
+        while true do
+          local v = ch:recv()
+          if v == nil then return end
+          got = got + v
+        end
+      end)
+    end
+    local ok, err = g:wait()
+    assert(ok == true, "group wait gave " .. tostring(err))
+    assert(got == 10, "the channel delivered " .. got)
+    -- A failing child cancels its sibling; the group's wait returns the failure.
+    local bad = lunet.group()
+    local sibling = bad:spawn(lunet.sleep, 1000)
+    bad:spawn(function() lunet.sleep(0); error("child failed", 0) end)
+    ok, err = bad:wait()
+    assert(ok == false and err == "child failed", "the failed group gave " .. tostring(err))
+    assert(sibling:status() == "cancelled", "the sibling is " .. sibling:status())
+    count("group+channel")
+  end,
+  function()
+    -- wait_any over an idle channel and a task that holds a semaphore briefly.
+    local sem, idle, wg = lunet.semaphore(1), lunet.channel(), lunet.waitgroup()
+    wg:add(2)
+    local holder = lunet.spawn(function()
+      assert(sem:acquire())
+      lunet.sleep(1)
+      sem:release()
+      wg:done()
+    end)
+    local i = lunet.wait_any({ idle, holder }, 1000)
+    assert(i == 2, "wait_any gave " .. tostring(i))
+    assert(sem:acquire(1000), "the semaphore was not released")
+    sem:release()
+    wg:done()
+    assert(wg:wait(1000) == true, "the wait group did not reach zero")
+    count("wait_any")
   end,
   function()
     local r, err = lunet.deadline(1, lunet.sleep, 50)
@@ -213,8 +256,10 @@ local operations = {
   end,
 }
 
+-- The workers are the children of one group, whose wait is the time limit.
+local all = lunet.group()
 for w = 1, workers do
-  lunet.spawn(function()
+  all:spawn(function()
     for i = 1, ops do
       local op = operations[(w * 3 + i) % #operations + 1]
       local ok, err = pcall(op, w)
@@ -229,15 +274,12 @@ for w = 1, workers do
 end
 
 lunet.spawn(function()
-  local waited = 0
-  while finished < workers do
-    if waited >= timeout_s * 10 then
-      io.stderr:write(("stress: TIMEOUT after %d s: %d of %d workers finished\n"):format(timeout_s, finished, workers))
-      os.exit(2, true)
-    end
-    lunet.sleep(100)
-    waited = waited + 1
+  local ok, err = all:wait(timeout_s * 1000)
+  if ok == nil then
+    io.stderr:write(("stress: TIMEOUT after %d s: %d of %d workers finished\n"):format(timeout_s, finished, workers))
+    os.exit(2, true)
   end
+  assert(ok == true, "a worker failed: " .. tostring(err))
 end)
 
 lunet.run()

@@ -71,6 +71,9 @@ check_http() { # name, script, checks...
 check hello "$build/lunet-run examples/hello.lua" \
   "main chunk finished" "fast   tick 3 (every 10 ms)" "medium done" "slow   done"
 
+check 07_chat "$build/lunet-run examples/07_chat.lua demo" \
+  "alice got: * welcome, alice" "bob got: alice: hello, everyone" "carol got: alice: hello, everyone" "chat demo:	true"
+
 check 03_db_sqlite3 "$build/lunet-run examples/03_db_sqlite3.lua" \
   "users kept from an earlier run: 0" "inserted Miles O'Brien    id=2" "lookup by name with a quote: 1 row, email miles@example.org" \
   "3 rows updated" "deleted users without email: 1" "#2  Miles O'Brien    miles@example.org      age 42" \

@@ -12,6 +12,18 @@ pass=0 fail=0
 ok() { echo "ok   $1"; pass=$((pass+1)); }
 bad() { echo "FAIL $1"; fail=$((fail+1)); }
 
+# Every rockspec, the versioned ones included, passes luarocks' checks, and
+# the versioned ones are what the scm-1 ones and the Cargo version make.
+for spec in rockspecs/*.rockspec; do
+  if out=$(rocks lint "$spec" 2>&1); then ok "luarocks lint $(basename "$spec")"; else bad "luarocks lint $spec: $out"; fi
+done
+if out=$(luajit scripts/gen-rockspecs.lua --check 2>&1); then
+  ok "versioned rockspecs match the scm-1 ones and Cargo.toml's version"
+else
+  bad "versioned rockspecs: $out"
+fi
+version=$(luajit -e 'io.write(dofile("scripts/gen-rockspecs.lua").version())')
+
 # The core first: the drivers depend on it.
 specs=(rockspecs/lunet-scm-1.rockspec)
 for s in rockspecs/lunet-*-scm-1.rockspec; do specs+=("$s"); done
@@ -31,9 +43,13 @@ for sym in $(nm -D --defined-only "$tree/lib/lua/5.1/lunet.so" | grep -o 'luaope
   modules+=("lunet.${sym#luaopen_lunet_}")
 done
 for s in "${specs[@]:1}"; do
-  d=$(basename "$s" -scm-1.rockspec); modules+=("lunet.${d#lunet-}")
+  d=$(basename "$s" -scm-1.rockspec); d=${d#lunet-}
+  if [ "$d" = http ]; then
+    modules+=(lunet.http lunet.httpc) # the lunet-http rock: two modules, no driver helper
+  else
+    modules+=("lunet.$d" "lunet.${d}_tx")
+  fi
 done
-modules+=(lunet.httpc) # the lunet-http rock's second module
 for m in "${modules[@]}"; do
   if out=$(cd / && eval "$(rocks path)" && luajit -e "
       local m = require('$m')
@@ -86,6 +102,45 @@ lunet.spawn(function()
   httpc.close_idle()
 end)
 LUA
+
+# The core rock installs the annotations and the API reference where the
+# README tells editors to look.
+rockdir=$(rocks show --rock-dir lunet 2>/dev/null || true)
+if [ -f "$rockdir/types/lunet.lua" ] && [ -f "$rockdir/types/lunet/socket.lua" ] && [ -f "$rockdir/docs/API.md" ]; then
+  ok "types/ and docs/ installed in $rockdir"
+else
+  bad "types/ and docs/ not installed in the rock's folder ($rockdir)"
+fi
+
+# `luarocks test` runs the rock's specs (here one file, to keep this short).
+if out=$(rocks test rockspecs/lunet-scm-1.rockspec spec/loading_spec.lua 2>&1) && [[ $out == *" successes / 0 failures / 0 errors"* ]]; then
+  ok "luarocks test runs the specs"
+else
+  bad "luarocks test: $(tail -5 <<<"$out")"
+fi
+
+# Binary rocks: packed from the tree, installed into a second tree by a
+# luarocks that cannot find cargo, and used there.
+packed=$(mktemp -d /tmp/lunet-packed-XXXXXX)
+tree2=$(mktemp -d /tmp/lunet-rocks2-XXXXXX)
+trap 'rm -rf "$tree" "$packed" "$tree2"' EXIT
+nocargo="/usr/local/bin:/usr/bin:/bin"
+for spec in "${specs[@]}"; do
+  name=$(basename "$spec" -scm-1.rockspec)
+  if (cd "$packed" && rocks pack "$name" scm-1 >/dev/null 2>&1) \
+     && out=$(cd / && PATH=$nocargo luarocks --lua-version 5.1 --tree "$tree2" install "$packed/$name-scm-1".*.rock 2>&1); then
+    ok "binary rock $name installs without cargo"
+  else
+    bad "binary rock $name: $out"
+  fi
+done
+if out=$(cd / && PATH=$nocargo "$tree2/bin/lunet-run" --version 2>&1) && [ "$out" = "lunet-run $version" ] \
+   && out=$(cd / && eval "$(luarocks --lua-version 5.1 --tree "$tree2" path)" && PATH=$nocargo luajit -e "
+      print(require('lunet.sqlite3')._VERSION, require('lunet.socket')._VERSION)" 2>&1) && [ "$out" = "$version	$version" ]; then
+  ok "binary rocks: lunet-run --version and the modules' _VERSION say $version"
+else
+  bad "binary rocks in use: $out"
+fi
 
 echo "rocks: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

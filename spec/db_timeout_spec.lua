@@ -14,25 +14,13 @@ local H = require("spec.helper")
 local lunet = H.lunet
 local eventually = H.eventually
 
-local HOST = os.getenv("LUNET_DB_HOST") or "127.0.0.1"
-
 local function first(rows, err)
   assert(rows, err)
   return rows[1]
 end
 
 -- `open` of a server driver: the test server, overridable from the environment.
-local function server(port, user, database)
-  return function(m)
-    return m.open({
-      host = HOST,
-      port = tonumber(os.getenv("LUNET_DB_PORT") or "") or port,
-      user = os.getenv("LUNET_DB_USER") or user,
-      password = os.getenv("LUNET_DB_PASS") or (user == "root" and "" or nil),
-      database = database,
-    })
-  end
-end
+local server = H.db_server
 
 -- `running` of a server driver: whether the server still runs a statement
 -- like `pattern` on the connection with id `id`, as seen by `obs`.
@@ -144,9 +132,10 @@ for _, D in ipairs(DRIVERS) do
     it("under lunet.deadline: nil, \"timeout\"; interrupted; the connection stays usable", function()
       interrupted(D, function(c)
         local t0 = H.now_ms()
-        local r, err = lunet.deadline(100, function() return c:query(D.long) end)
+        local r, err, code = lunet.deadline(100, function() return c:query(D.long) end)
         assert.is_nil(r)
         assert.equal("timeout", err)
+        assert.equal("timeout", code) -- the error code, as for database errors
         assert.is_true(H.now_ms() - t0 >= 50)
       end)
     end)
@@ -177,8 +166,8 @@ for _, D in ipairs(DRIVERS) do
         assert.is_true(a:join())
         assert.is_true(b:join())
         assert.is_true(d:join())
-        assert.same({ nil, "timeout" }, long)
-        assert.same({ nil, "timeout" }, insert)
+        assert.same({ nil, "timeout", "timeout" }, long)
+        assert.same({ nil, "timeout", "timeout" }, insert)
         assert(later[1], later[2])
         assert.equal(2, tonumber(later[1][1].two))
         assert.is_true(H.now_ms() - t0 < 4000, ("queue moved on after %d ms"):format(H.now_ms() - t0))
@@ -205,7 +194,7 @@ for _, D in ipairs(DRIVERS) do
         assert.is_true(busy:join())
         for _, t in ipairs(tasks) do assert.is_true(t:join()) end
         assert.equal(1, tonumber(res[1][1][1].v))
-        assert.same({ nil, "timeout" }, res[2])
+        assert.same({ nil, "timeout", "timeout" }, res[2])
         assert(res[3][1], res[3][2])
         assert.equal(3, tonumber(res[3][1][1].v))
         assert.is_true(H.now_ms() - t0 < 4000, ("done after %d ms"):format(H.now_ms() - t0))
@@ -277,7 +266,7 @@ describe("lunet.postgres pipelines", function()
       for _, t in ipairs(tasks) do assert.is_true(t:join()) end
       for i = 1, 6 do
         if i == 3 then
-          assert.same({ nil, "timeout" }, res[i])
+          assert.same({ nil, "timeout", "timeout" }, res[i])
         else
           assert(res[i][1], res[i][2])
           assert.equal(i, res[i][1][1].v)

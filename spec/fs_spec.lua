@@ -493,7 +493,9 @@ describe("lunet.fs scandir", function()
 end)
 
 describe("lunet.fs bad arguments", function()
-  it("return nil, 'fs.<fn> requires ...' and never raise", function()
+  -- README "Argument errors": what a call acts on (a path, a descriptor)
+  -- keeps C lunet's nil, "fs.<fn> requires ..."; a wrong parameter raises.
+  it("a missing or wrong path or descriptor returns nil, 'fs.<fn> requires ...'", function()
     local r = {}
     run(function()
       local function try(name, ...)
@@ -501,9 +503,9 @@ describe("lunet.fs bad arguments", function()
         assert.is_true(res[1], name .. " raised: " .. tostring(res[2]))
         r[#r + 1] = { name, res[2], res[3] }
       end
-      try("open"); try("open", path("a")); try("open", nil, "r"); try("open", {}, "r"); try("open", path("a"), 1)
-      try("read"); try("read", "x", 1); try("read", {}, 1); try("read", 3); try("read", 3, "many")
-      try("write"); try("write", 3); try("write", "fd", "x"); try("write", 3, {}); try("write", 3, nil)
+      try("open", nil, "r"); try("open", {}, "r"); try("open", true, "r")
+      try("read", nil, 1); try("read", "x", 1); try("read", {}, 1)
+      try("write", nil, "x"); try("write", "fd", "x"); try("write", {}, "x")
       try("stat"); try("stat", false)
       try("scandir"); try("scandir", {})
     end)
@@ -512,27 +514,79 @@ describe("lunet.fs bad arguments", function()
       write = "fs.write requires fd and data", stat = "fs.stat requires path",
       scandir = "fs.scandir requires path",
     }
-    assert.equal(19, #r)
+    assert.equal(13, #r)
     for _, v in ipairs(r) do
       assert.is_nil(v[2], v[1])
       assert.equal(want[v[1]], v[3])
     end
   end)
 
-  it("close returns its message as one value; read refuses negative and NaN lengths", function()
+  it("close returns its message as one value", function()
     local r = {}
     run(function()
       r.close = { fs.close() }
       r.close2 = { fs.close("x") }
-      local fd = assert(fs.open(path("len"), "w+"))
-      r.neg = { fs.read(fd, -1) }
-      r.nan = { fs.read(fd, 0 / 0) }
-      assert.is_nil(fs.close(fd))
+      r.close3 = { fs.close({}) }
     end)
     assert.same({ "fs.close requires 1 integer fd" }, r.close)
     assert.same({ "fs.close requires 1 integer fd" }, r.close2)
-    assert.same({ nil, "fs.read requires a length >= 0" }, r.neg)
-    assert.same({ nil, "fs.read requires a length >= 0" }, r.nan)
+    assert.same({ "fs.close requires 1 integer fd" }, r.close3)
+  end)
+
+  it("a wrong mode type, length or data raises a bad argument error, before the path or descriptor is looked at", function()
+    local r = {}
+    run(function()
+      local fd = assert(fs.open(path("args"), "w+"))
+      local function try(key, name, ...)
+        local ok, err = pcall(fs[name], ...)
+        assert.is_false(ok, key .. " did not raise")
+        r[key] = tostring(err):gsub("^[^']-: ", "")
+      end
+      try("open_nil", "open", path("args"))
+      try("open_num", "open", path("args"), 1)
+      try("open_both", "open", nil, nil)
+      try("read_nil", "read", fd)
+      try("read_str", "read", fd, "many")
+      try("read_neg", "read", fd, -1)
+      try("read_nan", "read", fd, 0 / 0)
+      try("read_nofd", "read", nil, nil)
+      try("write_nil", "write", fd, nil)
+      try("write_tbl", "write", fd, {})
+      try("write_bool", "write", 3, true)
+      -- The error names the caller's line, not lunet's yield guard.
+      r.where = select(2, pcall(function() fs.read(fd) end))
+      -- The descriptor is untouched by the refused calls.
+      r.still = { fs.write(fd, "ok") }
+      assert.is_nil(fs.close(fd))
+    end)
+    local function bad(n, fn, what) return ("bad argument #%d to 'fs.%s' (%s)"):format(n, fn, what) end
+    assert.equal(bad(2, "open", "string expected, got no value"), r.open_nil)
+    assert.equal(bad(2, "open", "string expected, got number"), r.open_num)
+    assert.equal(bad(2, "open", "string expected, got nil"), r.open_both)
+    assert.equal(bad(2, "read", "number expected, got no value"), r.read_nil)
+    assert.equal(bad(2, "read", "number expected, got string"), r.read_str)
+    assert.equal(bad(2, "read", "length must be >= 0"), r.read_neg)
+    assert.equal(bad(2, "read", "length must be >= 0"), r.read_nan)
+    assert.equal(bad(2, "read", "number expected, got nil"), r.read_nofd)
+    assert.equal(bad(2, "write", "string expected, got nil"), r.write_nil)
+    assert.equal(bad(2, "write", "string expected, got table"), r.write_tbl)
+    assert.equal(bad(2, "write", "string expected, got boolean"), r.write_bool)
+    assert.matches("^[^\n]*fs_spec%.lua:%d+: bad argument #2 to 'fs%.read'", r.where)
+    assert.same({ 2 }, r.still)
+  end)
+
+  it("numbers stand for strings and numeric strings for numbers, as in Lua's own library", function()
+    local r = {}
+    run(function()
+      local fd = assert(fs.open(path("conv"), "w+"))
+      r.wrote = { fs.write(fd, 12.5) }
+      assert.is_nil(fs.close(fd))
+      fd = assert(fs.open(path("conv"), "r"))
+      r.read = { fs.read(fd, "3") }
+      assert.is_nil(fs.close(fd))
+    end)
+    assert.same({ 4 }, r.wrote)
+    assert.same({ "12." }, r.read)
   end)
 end)
 

@@ -8,44 +8,41 @@ M.root = os.getenv("PWD") or "."
 if not package.cpath:find(M.build .. "/?.so", 1, true) then
   package.cpath = M.build .. "/?.so;" .. M.build .. "/test/?.so;" .. package.cpath
 end
+if not package.path:find(M.build .. "/?.lua", 1, true) then
+  package.path = M.build .. "/?.lua;" .. package.path
+end
 
 local lunet = require("lunet")
 M.lunet = lunet
 
---- Runs `body` in a lunet coroutine and the loop until the body has finished
--- and nothing it started is still parked in a lunet wait (open listeners or
--- connections may stay open: they are not waits).
--- Fails (raises in the calling test) if the body raised, if that does not
--- happen within `limit_ms` (default 10 s), or if it left coroutines parked.
--- A watchdog polls every millisecond or so: the limit is a safety net, not a timer.
+local lt = require("lunet.test")
+
+--- Runs `body` in a task with lunet.test.run (what users' specs use), and
+-- then checks that nothing it started is still parked in a lunet wait (open
+-- listeners or connections may stay open: they are not waits).
+-- Fails (raises in the calling test) if the body raised (with its traceback),
+-- if it does not return within `limit_ms` (default 10 s), or if what it
+-- started is still parked `limit_ms` after the start; lunet.test.run then
+-- cancels whatever is left.
 function M.run(body, limit_ms)
   limit_ms = limit_ms or 10000
-  local parked_before = lunet._pending()
-  local done, err, timed_out = false, nil, false
-  lunet.spawn(function()
-    local ok, e = xpcall(body, debug.traceback)
-    done = true
-    if not ok then err = e end
-  end)
   local t0 = M.now_ms()
-  lunet.spawn(function()
-    while true do
-      -- The watchdog itself is running, so it is not counted as parked here.
-      if done and lunet._pending() == parked_before then break end
+  local ok, err = pcall(lt.run, function()
+    -- One turn first, so that lunet.test's own joiner is parked and counted.
+    lunet.sleep(0)
+    local parked_before = lunet._pending()
+    local done, e = xpcall(body, debug.traceback)
+    if not done then error(e, 0) end
+    while lunet._pending() > parked_before do
       if M.now_ms() - t0 >= limit_ms then
-        timed_out = true
-        break
+        error(("%d coroutine(s) left parked in lunet waits"):format(lunet._pending() - parked_before), 0)
       end
       lunet.sleep(1)
     end
-    lunet._stop()
-  end)
-  lunet.run()
-  if err then error(err, 0) end
-  if timed_out then
-    if not done then error(("test did not finish within %d ms"):format(limit_ms), 0) end
-    error(("%d coroutine(s) left parked in lunet waits"):format(lunet._pending() - parked_before), 0)
-  end
+  end, limit_ms + 1000)
+  if ok then return end
+  if err == "timeout" then err = ("test did not finish within %d ms"):format(limit_ms) end
+  error(err, 0)
 end
 
 local clock = require("bench.clock")
@@ -76,6 +73,19 @@ function M.open_fds()
   for _ in p:lines() do n = n + 1 end
   p:close()
   return n
+end
+
+--- What the open descriptors point at ("3 -> socket:[123]", ...), for
+-- messages about descriptors left open.
+function M.fd_targets()
+  local t = {}
+  local p = io.popen("ls -l /proc/" .. M.pid() .. "/fd 2>/dev/null")
+  for line in p:lines() do
+    local fd, target = line:match("(%d+) %-> (.*)$")
+    if fd then t[fd] = target end
+  end
+  p:close()
+  return t
 end
 
 --- The trace counters' difference (references taken - released); 0 on
@@ -117,6 +127,19 @@ function M.sh(cmd)
   local out, err, rc = os.tmpname(), os.tmpname(), os.tmpname()
   os.execute(("(%s) >%s 2>%s </dev/null; echo $? >%s"):format(cmd, out, err, rc))
   return tonumber(slurp(rc)), slurp(out), slurp(err)
+end
+
+local certs_dir
+--- Makes throw-away TLS certificates for this run (scripts/gen-test-certs.sh,
+-- once per process) and returns their folder.
+function M.test_certs()
+  if not certs_dir then
+    local dir = os.tmpname() .. "-certs"
+    local rc, _, err = M.sh("scripts/gen-test-certs.sh " .. dir)
+    assert(rc == 0, "gen-test-certs.sh failed: " .. tostring(err))
+    certs_dir = dir
+  end
+  return certs_dir
 end
 
 --- Writes `source` to a temporary .lua file and returns its path.
@@ -291,6 +314,35 @@ function M.check_silent_open(open, why)
     end
     expect.is_true(r[2].ms >= 9000 and r[3].ms >= 9000, ("%d ms, %d ms"):format(r[2].ms, r[3].ms))
   end, 45000)
+end
+
+--- Runs `body` in M.run and checks that it left no connection of the
+-- database driver `mod` open and no wait behind.
+function M.db_run(mod, body, limit)
+  collectgarbage("collect")
+  local conns, pending = mod._connections(), lunet._pending()
+  M.run(function()
+    body()
+    collectgarbage("collect")
+    assert(M.eventually(function() return mod._connections() <= conns end, 5000),
+      ("%d connection(s) left open"):format(mod._connections() - conns))
+  end, limit or 20000)
+  assert(pending == lunet._pending(), "waits left behind")
+end
+
+--- `open` of a server database driver: the local test server (LUNET_DB_HOST,
+-- LUNET_DB_PORT, LUNET_DB_USER, LUNET_DB_PASS override it). Returns a
+-- function(module) → conn | nil, err.
+function M.db_server(port, user, database)
+  return function(m)
+    return m.open({
+      host = os.getenv("LUNET_DB_HOST") or "127.0.0.1",
+      port = tonumber(os.getenv("LUNET_DB_PORT") or "") or port,
+      user = os.getenv("LUNET_DB_USER") or user,
+      password = os.getenv("LUNET_DB_PASS") or (user == "root" and "" or nil),
+      database = database,
+    })
+  end
 end
 
 return M

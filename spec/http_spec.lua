@@ -345,7 +345,39 @@ describe("lunet.http server", function()
     assert.has_error(function() http.serve({ port = 0, limits = { nope = 1 } }, function() end) end)
     local ok, err = pcall(http.serve, { port = 0, tls = true }, function() end)
     assert.is_false(ok)
-    assert.matches("https needs TLS support", err)
+    assert.matches("tls must be a table", err)
+  end)
+
+  it("serves https (lunet.socket's TLS): httpc and curl verify it against the test CA", function()
+    local certs = H.test_certs()
+    local tls = { cert_file = certs .. "/server.pem", key_file = certs .. "/server.key" }
+    local conns = {}
+    H.run(function()
+      local srv = assert(http.serve({ port = 0, tls = tls }, function(req)
+        conns[req._conn] = true
+        if req.path == "/echo" then return 200, nil, assert(req:body()) end
+        return 200, nil, "secure " .. req.path
+      end))
+      local _, port = srv:address()
+      local base = "https://localhost:" .. port
+      local ca = { ca_file = certs .. "/ca.pem" }
+      local r = assert(httpc.request({ url = base .. "/a", tls = ca }))
+      assert.equal("secure /a", r.body)
+      r = assert(httpc.request({ url = base .. "/echo", method = "POST", body = ("x"):rep(100000), tls = ca }))
+      assert.equal(100000, #r.body)
+      -- Not signed by a CA the system trusts: refused, never silently unverified.
+      local none, err = httpc.request({ url = base .. "/b" })
+      assert.is_nil(none)
+      assert.matches("^tls: ", err)
+      -- A plain-HTTP client on the TLS port gets no HTTP answer.
+      local plain = httpc.request({ url = "http://127.0.0.1:" .. port .. "/", timeout_ms = 2000 })
+      assert.is_nil(plain)
+      srv:close()
+      httpc.close_idle()
+    end)
+    local n = 0
+    for _ in pairs(conns) do n = n + 1 end
+    assert.equal(2, n) -- no pooling with custom TLS options: one connection per request
   end)
 end)
 
@@ -558,7 +590,6 @@ describe("lunet.httpc", function()
       assert.equal("connection refused", err)
       assert.same({ nil, "invalid url" }, { httpc.request({ url = "ftp://x/" }) })
       assert.same({ nil, "invalid url" }, { httpc.request({ url = "http://" }) })
-      assert.same({ nil, "https needs TLS support" }, { httpc.request({ url = "https://127.0.0.1:1/" }) })
       assert.has_error(function() httpc.request() end)
       assert.has_error(function() httpc.request({}) end)
       assert.has_error(function() httpc.request({ url = "http://x/", method = "G T" }) end)
@@ -615,6 +646,31 @@ describe("lunet.http with real clients", function()
     assert.equal("xyz", out)
     out = curl("-o /dev/null -w '%{http_code}' --data-binary x -H 'Content-Length: 70000' URL/echo")
     assert.equal("413", out)
+  end)
+
+  it("curl: https with the test CA", function()
+    local certs = H.test_certs()
+    local out = os.tmpname()
+    H.run(function()
+      local srv = assert(http.serve({ port = 0, tls = { cert_file = certs .. "/server.pem",
+        key_file = certs .. "/server.key" } }, function(req) return 200, nil, "tls " .. req.path end))
+      local _, p = srv:address()
+      -- In the background: the loop must keep running to answer it.
+      os.execute(("(curl -sS --max-time 10 --cacert %s https://localhost:%d/hello; echo ' DONE') >%s 2>&1 &")
+        :format(certs .. "/ca.pem", p, out))
+      assert(H.eventually(function()
+        local f = io.open(out)
+        local text = f and f:read("*a") or ""
+        if f then f:close() end
+        return text:find("DONE", 1, true) ~= nil
+      end, 15000))
+      srv:close()
+    end, 20000)
+    local f = assert(io.open(out))
+    local text = f:read("*a")
+    f:close()
+    os.remove(out)
+    assert.equal("tls /hello DONE\n", text)
   end)
 
   it("curl -N: Server-Sent Events arrive as a stream", function()

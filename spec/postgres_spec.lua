@@ -3,6 +3,7 @@
 -- 127.0.0.1:5432 as postgres). Each run creates its own database, with a name
 -- full of characters that would break a pasted connection string, and drops
 -- it afterwards. An unreachable server fails the run: nothing is skipped.
+-- Cases that are the same for every driver are in db_contract_spec.lua.
 local H = require("spec.helper")
 local lunet = H.lunet
 local pg = require("lunet.postgres")
@@ -991,23 +992,6 @@ describe("lunet.postgres", function()
       end)
     end)
 
-    it("lets the process exit cleanly with a statement running", function()
-      local rc, out, err = H.luajit(params_src() .. [[
-        local lunet, db = require("lunet"), require("lunet.postgres")
-        lunet.spawn(function()
-          local c = assert(db.open(P))
-          db.query(c, "SELECT pg_sleep(0.5)")
-        end)
-        lunet.spawn(function()
-          lunet.sleep(50)
-          print("exiting")
-          os.exit(0, true)
-        end)
-        lunet.run()
-      ]])
-      assert.equal(0, rc, err)
-      assert.equal("exiting\n", out)
-    end)
   end)
 
   describe("faults", function()

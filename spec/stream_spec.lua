@@ -10,14 +10,21 @@ local function listener(opts)
   return l, port
 end
 
+-- Every stream spec runs twice: on plain TCP and on TLS (our client and
+-- server, certificates made for this run).
+local MODE = "plain"
+local CERTS = H.test_certs()
+
 -- An accepted server end and a connected client end.
 local function pair()
-  local l, port = listener()
+  local tls = MODE == "tls"
+  local l, port = listener(tls and { tls = { cert_file = CERTS .. "/server.pem", key_file = CERTS .. "/server.key" } } or nil)
   local server
   lunet.spawn(function() server = assert(socket.accept(l)) end)
-  local client = assert(socket.connect("127.0.0.1", port))
+  local client = assert(socket.connect("127.0.0.1", port, tls and { tls = { ca_file = CERTS .. "/ca.pem" } } or nil))
   while not server do lunet.sleep(0) end
   socket.close(l)
+  assert(tls == (socket.tlsinfo(client) ~= nil))
   return server, client
 end
 
@@ -42,7 +49,11 @@ local function trickle(conn, s)
   end
 end
 
-describe("lunet.socket streams", function()
+for _, mode in ipairs({ "plain", "tls" }) do
+describe("lunet.socket streams (" .. mode .. ")", function()
+  setup(function() MODE = mode end)
+  teardown(function() MODE = "plain" end)
+
   describe("read(conn, n)", function()
     it("returns exactly n bytes, whatever the arrivals", function()
       H.run(function()
@@ -462,6 +473,7 @@ describe("lunet.socket streams", function()
     end)
 
     it("Unix sockets take the buffer options, not the TCP ones", function()
+      if mode ~= "plain" then return end
       H.run(function()
         local s, c = unix_pair()
         assert.has_error(function() c:setoption("nodelay", true) end, "socket.setoption: option 'nodelay' applies to TCP sockets only")
@@ -471,6 +483,7 @@ describe("lunet.socket streams", function()
     end)
   end)
 
+  if mode == "plain" then
   describe("listen options", function()
     it("reuseport lets two listeners share a port; without it the second fails", function()
       local a, port = listener({ reuseport = true })
@@ -508,6 +521,8 @@ describe("lunet.socket streams", function()
     end)
   end)
 
+  end
+
   describe("faults", function()
     it("a reset in the middle of a line returns the error and the partial line", function()
       H.run(function()
@@ -536,3 +551,4 @@ describe("lunet.socket streams", function()
     end)
   end)
 end)
+end

@@ -16,8 +16,11 @@ local gen = dofile("scripts/gen-docs.lua")
 -- else in lunet is a Lua function, so this tells which functions yield.
 local GUARD_SOURCE = "=lunet.guard"
 
+-- Guarded C functions yield, and so do the functions of lunet.socket's Lua
+-- side (TLS connects and starttls wait for a handshake).
 local function yields(f)
-  return debug.getinfo(f, "S").source == GUARD_SOURCE
+  local src = debug.getinfo(f, "S").source
+  return src == GUARD_SOURCE or src == "=lunet.socket"
 end
 
 local function is_public(name)

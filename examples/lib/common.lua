@@ -53,6 +53,8 @@ M.array = {}
 function M.router(miss)
   local routes = {}
   local r = {}
+  -- Handlers run in the connection's task, so they may wait.
+  ---@param handler async fun(req: table, params: table<string, string>): integer?, any, any
   function r.route(method, template, handler)
     local names = {}
     local pattern = "^" .. template:gsub("[%-%.%+%[%]%(%)%$%^%%%?%*]", "%%%0")
@@ -62,6 +64,7 @@ function M.router(miss)
       end) .. "$"
     routes[#routes + 1] = { method = method, pattern = pattern, names = names, handler = handler }
   end
+  ---@async
   function r.dispatch(req)
     local path_matched = false
     for _, rt in ipairs(routes) do

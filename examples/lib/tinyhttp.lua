@@ -29,6 +29,7 @@ M.json, M.array = common.json, common.array
 -- to its blank line, then exactly Content-Length bytes of body (the
 -- connection's buffer keeps whatever a pipelining client sent after it).
 -- Returns req — or nil, status (for a bad request), or nil at EOF.
+---@async
 local function read_request(conn)
   local head, err = socket.read_until(conn, "\r\n\r\n", { max = MAX_HEAD })
   if not head then
@@ -60,6 +61,7 @@ local function read_request(conn)
     headers = headers, body = body, keep_alive = keep }
 end
 
+---@async
 local function send(conn, status, body, content_type, keep)
   local head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n")
     :format(status, REASONS[status] or "Unknown", content_type, #body, keep and "keep-alive" or "close")
@@ -67,6 +69,7 @@ local function send(conn, status, body, content_type, keep)
   return socket.write(conn, { head, body })
 end
 
+---@async
 local function serve_connection(conn, handler)
   while true do
     local req, status = read_request(conn)

@@ -2,9 +2,12 @@
 
 --- Files, through libuv's thread pool: every function is async, and other
 --- coroutines keep running while the pool does the work. Failures come back
---- as `nil, err` with libuv's text (`"no such file or directory"`), and so do
---- arguments of the wrong type (`"fs.read requires fd and length"`) and paths
---- containing a NUL byte, which are refused rather than cut short.
+--- as `nil, err` with libuv's text (`"no such file or directory"`), and so does
+--- a missing or wrong path or descriptor (C lunet's
+--- `"fs.read requires fd and length"`), or a path containing a NUL byte,
+--- which is refused rather than cut short. A wrong `mode` type, length or
+--- data is a programmer error and raises
+--- (`bad argument #2 to 'fs.read' (number expected, got nil)`).
 ---
 --- Descriptors are plain integers, but `read`, `write` and `close` accept only
 --- the ones `fs.open` returned and that are still open; any other number gives
@@ -18,7 +21,8 @@ local fs = {}
 --- `x+`, as in C's `fopen` (`x` creates a file that must not exist yet); a
 --- `b` after the letter is accepted and ignored. New files get mode 0644 minus
 --- the umask. Errors include `"fs.open invalid mode"`,
---- `"fs.open requires path and mode"` and `"file already exists"`.
+--- `"fs.open requires path and mode"` (no usable path) and
+--- `"file already exists"`; a `mode` that is not a string raises.
 ---@async
 ---@param path string the file's path
 ---@param mode string how to open it (`"r"`, `"w+"`, `"a"`, ...)
@@ -28,7 +32,8 @@ function fs.open(path, mode) end
 
 --- Reads up to `n` bytes from the current position of `fd`, which then moves
 --- past them. Returns `""` at the end of the file. One call reads at most
---- 16 MiB however large `n` is; loop until `""` for more.
+--- 16 MiB however large `n` is; loop until `""` for more. An `n` that is not
+--- a number, or is negative or NaN, raises.
 ---@async
 ---@param fd integer a descriptor from `fs.open`
 ---@param n number how many bytes to read at most (0 or more)
@@ -38,7 +43,7 @@ function fs.read(fd, n) end
 
 --- Writes all of `data` at the current position of `fd` (at the end for the
 --- `a` modes), retrying short writes, and returns how many bytes that was.
---- Numbers are written as their string form.
+--- Numbers are written as their string form; any other type raises.
 ---@async
 ---@param fd integer a descriptor from `fs.open`
 ---@param data string|number the bytes to write (any bytes, NULs included)

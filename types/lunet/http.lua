@@ -35,11 +35,15 @@ local http = {}
 --- like an error that ends a task (to `lunet.on_error`'s handler, printed by
 --- default); the server goes on.
 ---
+--- With `opts.tls` (`lunet.socket`'s server TLS options: `cert_file`,
+--- `key_file`, `alpn`, `client_ca_file`) it serves https: each connection's
+--- handshake runs in its own task as its first read.
+---
 --- Returns `nil, err` when the listen fails (`"failed to bind: address
---- already in use"`, ...). Raises for options that are not valid, and for
---- `tls` (https needs TLS support in `lunet.socket`, not built yet).
+--- already in use"`, a certificate that cannot be loaded, ...). Raises for
+--- options that are not valid.
 ---@param opts lunet.http.Options where to listen, limits, timeouts
----@param handler fun(req: lunet.http.Request): integer?, table?, string? the request handler
+---@param handler async fun(req: lunet.http.Request): integer?, table?, string? the request handler (runs in the connection's task, so it may wait)
 ---@return lunet.http.Server|nil srv the running server, or nil on failure
 ---@return string|nil err why it could not listen
 function http.serve(opts, handler) end
@@ -52,7 +56,7 @@ function http.serve(opts, handler) end
 ---@field limits? lunet.http.Limits size limits
 ---@field timeouts? lunet.http.Timeouts time limits in ms (false: none)
 ---@field on_error? fun(err: any, traceback: string, req: lunet.http.Request) called for a handler error
----@field tls? table reserved for https (raises until TLS support lands)
+---@field tls? lunet.socket.TlsOptions serve https with these TLS options (`cert_file`, `key_file` required)
 
 --- Size limits of `http.serve`.
 ---@class lunet.http.Limits

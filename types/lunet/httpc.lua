@@ -3,8 +3,8 @@
 --- An HTTP/1.1 client (the `lunet-http` rock), with C lunet's
 --- `lunet.httpc` call and result shape. Connections are kept alive and
 --- reused from a pool per scheme, host and port, bounded by
---- `httpc.configure`. https waits for TLS support in `lunet.socket`: until
---- then an https URL gives `nil, "https needs TLS support"`.
+--- `httpc.configure`. https goes through `lunet.socket`'s TLS, verified
+--- against the system's CAs for the URL's host unless `tls` says otherwise.
 ---@class lunet.httpc
 local httpc = {}
 
@@ -14,8 +14,8 @@ local httpc = {}
 --- effective_url}` (header names as the server sent them, repeats kept;
 --- `effective_url` is the last URL after redirects), or `nil, err`:
 --- `"invalid url"`, `"timeout"` (the whole request, `timeout_ms`),
---- `"body too large"`, `"too many redirects"`, `"https needs TLS support"`,
---- a malformed response, or the socket's error (`"connection refused"`,
+--- `"body too large"`, `"too many redirects"`, `"tls: <reason>"` (a
+--- certificate that does not verify, ...), a malformed response, or the socket's error (`"connection refused"`,
 --- `"closed"`). A request on a pooled connection the server had closed is
 --- retried once on a new one when its method is idempotent.
 ---
@@ -57,7 +57,7 @@ function httpc.close_idle() end
 ---@field follow_redirects? boolean follow 301, 302, 303, 307, 308 (default false)
 ---@field max_redirects? integer the most redirects followed (default 8)
 ---@field sink? fun(piece: string): boolean?, string? receives the response body piece by piece as it arrives (then `body` is "" and `max_body_bytes` does not apply); a falsy answer stops the transfer (`nil, err`, or "aborted by sink")
----@field tls? table TLS options for https, once TLS support lands
+---@field tls? lunet.socket.TlsOptions TLS options for https (`ca_file`, `verify`, `server_name`, client certificates); connections made with them are not pooled
 
 --- The result of `httpc.request`.
 ---@class lunet.httpc.Response

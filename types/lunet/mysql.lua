@@ -23,6 +23,7 @@
 --- host, port, socket, user, password); it fails with `"Query execution was
 --- interrupted"` and the connection stays usable.
 ---@class lunet.mysql: lunet.db.Driver
+---@field tx lunet.db.Tx the transaction helper, also `require("lunet.mysql_tx")`
 local mysql = {}
 
 --- Connects to a MySQL or MariaDB server. Every field is passed to the
@@ -36,6 +37,7 @@ local mysql = {}
 ---@param params? string|lunet.mysql.OpenParams the host, or a table of connection parameters
 ---@return lunet.mysql.Connection|nil conn the new connection, or nil on failure
 ---@return string|nil err the server's or the library's message
+---@return string|nil code `"<errno>/<SQLSTATE>"`, such as `"1045/28000"` (access denied)
 function mysql.open(params) end
 
 --- The table form of `mysql.open`'s argument.

@@ -20,6 +20,7 @@
 --- `"canceling statement due to user request"` and the connection stays
 --- usable; inside a transaction, the transaction is aborted).
 ---@class lunet.postgres: lunet.db.Driver
+---@field tx lunet.db.Tx the transaction helper, also `require("lunet.postgres_tx")`
 local postgres = {}
 
 --- Connects to a PostgreSQL server. Each field goes to libpq as a
@@ -32,6 +33,7 @@ local postgres = {}
 ---@param params? lunet.postgres.OpenParams the connection parameters
 ---@return lunet.postgres.Connection|nil conn the new connection, or nil on failure
 ---@return string|nil err libpq's full message
+---@return string|nil code the SQLSTATE when the server sent one (libpq reports failures to connect without one)
 function postgres.open(params) end
 
 --- The table form of `postgres.open`'s argument.

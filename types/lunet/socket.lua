@@ -91,10 +91,42 @@ function socket.accept(listener) end
 ---@async
 ---@param host string an address, a host name, or a Unix socket path
 ---@param port? integer the TCP port, 1 to 65535; for a Unix path, leave it out and pass `options` second
----@param options? lunet.socket.Options `timeout`: the limit of the connect, in ms
+---@param options? lunet.socket.ConnectOptions `timeout`: the limit of the connect (and TLS handshake), in ms; `tls`
 ---@return lunet.socket.Connection|nil conn the connected socket, or nil on failure
----@return string|nil err why it failed, e.g. `"connection refused"` or `"timeout"`
+---@return string|nil err why it failed, e.g. `"connection refused"`, `"timeout"` or `"tls: ..."`
 function socket.connect(host, port, options) end
+
+--- Upgrades a connection to TLS (STARTTLS) and waits for the handshake;
+--- every read format, write, timeout and cancellation then works on the
+--- plaintext as before. As a client (the default), `options` are those of a
+--- TLS connect (`server_name` defaults to the peer's IP address; give the host
+--- name to verify a certificate issued for a name). With `options.server =
+--- true` our side is the server (`cert_file`, `key_file`, `alpn`,
+--- `client_ca_file`). The handshake is bounded by the connection's read limit
+--- (`settimeout`) and `lunet.deadline`. Returns `true`, or `nil, err`:
+--- `"tls: <reason>"` (verification, protocol, the peer closing), `"timeout"`,
+--- `"tls: the connection already speaks TLS"`, `"socket closed"`. Raises for
+--- options of the wrong type. On failure the connection should be closed.
+---@async
+---@param conn lunet.socket.Connection a plain connection
+---@param options? true|lunet.socket.TlsOptions the TLS options (`true`: verify against the system store)
+---@return true|nil ok true once the handshake is done
+---@return string|nil err why it failed
+function socket.starttls(conn, options) end
+
+--- What the TLS session of a connection negotiated, or `nil` for a plain
+--- connection (`nil, err` for a closed or invalid handle). Fields:
+--- `version` (`"TLSv1.2"`, `"TLSv1.3"`), `cipher` (e.g.
+--- `"TLS13_AES_128_GCM_SHA256"`), `alpn` (the protocol, if any),
+--- `server_name` (on a server: the SNI name the client asked for),
+--- `peer_subject` (the subject of the peer's certificate, RFC 4514 text such
+--- as `"CN=localhost"`), `peer_certificate` (that certificate, DER bytes),
+--- `resumed` (the handshake resumed an earlier session). Fields not known yet
+--- (during the handshake) are absent. Does not yield.
+---@param conn lunet.socket.Connection a connection
+---@return lunet.socket.TlsInfo|nil info the session's parameters, or nil
+---@return string|nil err why it failed
+function socket.tlsinfo(conn) end
 
 --- Reads from a connection, waiting until the request can be answered.
 ---
@@ -262,9 +294,12 @@ function socket.set_read_buffer_size(n) end
 --- exists once connected: limit a connect with `connect`'s options.)
 --- A wait already in progress keeps the limit it started with. Does not
 --- yield. Raises if `ms` is not a valid time (negative, NaN, infinite, not a
---- number) or `handle` is not a socket; on a closed handle it does nothing.
+--- number); returns `nil, "invalid socket handle"` if `handle` is not a
+--- socket; on a closed handle it does nothing.
 ---@param handle lunet.socket.Handle a listener or a connection
 ---@param ms? number the limit in milliseconds, or nil for none
+---@return nil ok nothing when `handle` is a socket
+---@return string|nil err `"invalid socket handle"` otherwise
 function socket.settimeout(handle, ms) end
 
 --- Sets the three time limits of a handle separately, in OpenResty's order:
@@ -273,22 +308,53 @@ function socket.settimeout(handle, ms) end
 --- that kind of wait without a limit. `connect_ms` is accepted for
 --- OpenResty's signature but has no effect, since a lunet handle only exists
 --- once connected: limit a connect with `connect`'s options. Does not yield.
---- Raises as `settimeout` does.
+--- Raises and fails as `settimeout` does.
 ---@param handle lunet.socket.Handle a listener or a connection
 ---@param connect_ms? number kept for OpenResty's order; no effect (see above)
 ---@param send_ms? number the limit of each write's wait, or nil
 ---@param read_ms? number the limit of each read or accept wait, or nil
+---@return nil ok nothing when `handle` is a socket
+---@return string|nil err `"invalid socket handle"` otherwise
 function socket.settimeouts(handle, connect_ms, send_ms, read_ms) end
 
 --- The options `socket.connect` and `socket.listen` accept.
 ---@class lunet.socket.Options
 ---@field timeout? number for `connect`, the limit of the whole connect; for `listen`, of each `accept` wait (milliseconds)
 
+--- The options of `socket.connect`.
+---@class lunet.socket.ConnectOptions: lunet.socket.Options
+---@field tls? true|lunet.socket.TlsOptions connect with TLS (handshake included in `timeout`); `true`: defaults
+
+--- TLS options (clients: `connect`'s `tls`, `starttls`; servers: `listen`'s `tls`).
+--- Clients verify the server's certificate against the system store (or
+--- `ca_file`) and its name (`server_name`, by default the host connected to);
+--- a failure is `nil, "tls: <reason>"`, never a silent unverified connection.
+---@class lunet.socket.TlsOptions
+---@field server_name? string client: the name sent (SNI) and verified
+---@field verify? boolean client: false accepts any certificate (insecure; tests only). Default true
+---@field ca_file? string client: PEM file of the CAs to trust instead of the system store
+---@field cert_file? string server: certificate chain (PEM); client: a client certificate (mTLS)
+---@field key_file? string the private key (PEM) of `cert_file`
+---@field alpn? string|string[] protocols to offer (client) or accept (server), in order of preference
+---@field client_ca_file? string server: require client certificates issued by these CAs (mTLS)
+---@field server? boolean `starttls` only: our side is the server
+
+--- What `socket.tlsinfo` returns.
+---@class lunet.socket.TlsInfo
+---@field version? string `"TLSv1.2"` or `"TLSv1.3"`
+---@field cipher? string the cipher suite
+---@field alpn? string the negotiated protocol
+---@field server_name? string on a server: the name the client asked for (SNI)
+---@field peer_subject? string the subject of the peer's certificate (`"CN=localhost,O=..."`)
+---@field peer_certificate? string the peer's certificate (DER)
+---@field resumed boolean whether the session was resumed
+
 --- The options of `socket.listen`.
 ---@class lunet.socket.ListenOptions: lunet.socket.Options
 ---@field backlog? integer the kernel's accept queue, 1 to 65535 (default 511)
 ---@field reuseport? boolean SO_REUSEPORT: several listeners may bind the same port (TCP)
 ---@field ipv6only? boolean an IPv6 listener takes IPv6 connections only (TCP)
+---@field tls? lunet.socket.TlsOptions serve TLS: `cert_file`, `key_file` (required), `alpn`, `client_ca_file`; each accepted connection's handshake runs as its bytes arrive, and its first read waits for it
 
 --- The options of `socket.read`.
 ---@class lunet.socket.ReadOptions
@@ -379,6 +445,18 @@ function conn:unread(data) end
 ---@param data string|number|(string|number)[] the bytes to send
 ---@return string|nil err nil on success, otherwise the error message
 function conn:write(data) end
+
+--- Upgrades to TLS; the same as `socket.starttls(conn, options)`.
+---@async
+---@param options? true|lunet.socket.TlsOptions the TLS options
+---@return true|nil ok true once the handshake is done
+---@return string|nil err why it failed
+function conn:starttls(options) end
+
+--- The TLS session's parameters; the same as `socket.tlsinfo(conn)`.
+---@return lunet.socket.TlsInfo|nil info the session's parameters, or nil for a plain connection
+---@return string|nil err why it failed
+function conn:tlsinfo() end
 
 --- Ends the write side; the same as `socket.shutdown(conn)`.
 ---@async

@@ -13,6 +13,7 @@
 --- stopped with `sqlite3_interrupt` (it fails with `"interrupted"`); the
 --- connection stays usable.
 ---@class lunet.sqlite3: lunet.db.Driver
+---@field tx lunet.db.Tx the transaction helper, also `require("lunet.sqlite3_tx")`
 local sqlite3 = {}
 
 --- Opens an SQLite database, creating the file if it does not exist.
@@ -25,6 +26,7 @@ local sqlite3 = {}
 ---@param params? string|lunet.sqlite3.OpenParams the database's path, or a table holding it
 ---@return lunet.sqlite3.Connection|nil conn the new connection, or nil on failure
 ---@return string|nil err SQLite's message
+---@return string|nil code the extended result code name, such as `"SQLITE_CANTOPEN"`
 function sqlite3.open(params) end
 
 --- The table form of `sqlite3.open`'s argument.

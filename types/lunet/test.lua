@@ -24,7 +24,7 @@ local test = {}
 --- from the main thread, where `lunet.run()` may be called (not from a
 --- coroutine, not while the loop runs). Raises if `fn` is not a function or
 --- `timeout_ms` is neither nil nor a number 0 or more. Does not yield.
----@param fn function the test body; it runs as a task, so it may wait
+---@param fn async fun(...): any... the test body; it runs as a task, so it may wait
 ---@param timeout_ms? number how long the task may take, in milliseconds (nil: no limit)
 ---@param ... any arguments handed to `fn`
 ---@return any results what `fn` returned

@@ -100,10 +100,12 @@ function udp.stats(sock) end
 --- a `recv` that waits longer returns `nil, nil, "timeout"`. `nil` removes
 --- the limit. A `recv` already waiting keeps the limit it started with. Does
 --- not yield; raises if `ms` is not a valid time (negative, NaN, infinite,
---- not a number) or `sock` is not a UDP handle; on a closed socket it does
---- nothing.
+--- not a number); returns `nil, "invalid udp handle"` if `sock` is not a UDP
+--- handle; on a closed socket it does nothing.
 ---@param sock lunet.udp.Socket the socket
 ---@param ms? number the limit in milliseconds, or nil for none
+---@return nil ok nothing when `sock` is a UDP handle
+---@return string|nil err `"invalid udp handle"` otherwise
 function udp.settimeout(sock, ms) end
 
 --- The options `udp.bind` accepts.

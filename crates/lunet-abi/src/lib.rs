@@ -75,6 +75,21 @@ pub struct LunetAbi {
         after: AfterFn,
         interrupt: Option<InterruptFn>,
     ) -> c_int,
+    /// Parks the running coroutine `co` in a plain scheduler wait: the
+    /// caller must `return lua_yield(co, 0)` right after a call that
+    /// returned a token (and must have checked that `co` can yield). The
+    /// wait ends when [`LunetAbi::wake`] is called with the token (`co` is
+    /// resumed with no values, on a later loop iteration), after
+    /// `timeout_ms` if it is not negative (`nil, "timeout"`), at the task's
+    /// deadline (likewise) or when the task is cancelled (the cancellation
+    /// is raised at the wait). Returns the token (never 0), or 0 when the
+    /// runtime is shutting down (nothing was parked; do not yield).
+    pub wait: unsafe extern "C" fn(ctx: *mut c_void, co: *mut lua_State, timeout_ms: i64) -> u64,
+    /// Ends the wait `token` so that its coroutine is resumed (on a later
+    /// loop iteration, never inside this call; callable from Lua code).
+    /// Returns 1 if it will be resumed, 0 if that wait had already ended
+    /// (timed out, cancelled, woken) or never existed.
+    pub wake: unsafe extern "C" fn(ctx: *mut c_void, token: u64) -> c_int,
 }
 
 /// Why a driver could not reach the core.
@@ -82,6 +97,8 @@ pub struct LunetAbi {
 pub enum FetchError {
     Missing,
     Version { found: u32 },
+    /// The core's table is older (shorter) than the one this driver knows.
+    Size { found: u32 },
 }
 
 impl std::fmt::Display for FetchError {
@@ -92,6 +109,12 @@ impl std::fmt::Display for FetchError {
                 f,
                 "lunet core ABI version {found} does not match the version {ABI_VERSION} this driver was built for; \
                  install matching versions of lunet and the driver"
+            ),
+            FetchError::Size { found } => write!(
+                f,
+                "the lunet core is older than this driver (its ABI table has {found} bytes, the driver needs {}); \
+                 install matching versions of lunet and the driver",
+                std::mem::size_of::<LunetAbi>()
             ),
         }
     }
@@ -109,8 +132,11 @@ pub unsafe fn fetch(L: *mut lua_State) -> Result<&'static LunetAbi, FetchError> 
         return Err(FetchError::Missing);
     }
     let abi = &*p;
-    if abi.version != ABI_VERSION || (abi.size as usize) < std::mem::size_of::<LunetAbi>() {
+    if abi.version != ABI_VERSION {
         return Err(FetchError::Version { found: abi.version });
+    }
+    if (abi.size as usize) < std::mem::size_of::<LunetAbi>() {
+        return Err(FetchError::Size { found: abi.size });
     }
     Ok(abi)
 }
@@ -156,7 +182,8 @@ mod tests {
     fn table_layout_is_stable() {
         // Drivers compiled against this crate read the table by offset.
         let ptr = std::mem::size_of::<usize>();
-        assert_eq!(std::mem::size_of::<LunetAbi>(), 8 + 4 * ptr);
+        assert_eq!(std::mem::size_of::<LunetAbi>(), 8 + 6 * ptr);
+        assert_eq!(std::mem::offset_of!(LunetAbi, queue_work_interruptible), 8 + 3 * ptr);
         assert_eq!(std::mem::offset_of!(LunetAbi, ctx), 8);
     }
 
@@ -165,5 +192,7 @@ mod tests {
         assert!(FetchError::Missing.to_string().contains("not loaded"));
         let v = FetchError::Version { found: 99 }.to_string();
         assert!(v.contains("99") && v.contains(&ABI_VERSION.to_string()));
+        let s = FetchError::Size { found: 40 }.to_string();
+        assert!(s.contains("older") && s.contains("40"), "{s}");
     }
 }

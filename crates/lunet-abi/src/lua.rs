@@ -71,12 +71,18 @@ pub unsafe fn finish(L: *mut lua_State, r: Ret) -> c_int {
 }
 
 /// Raises `msg` as a Lua error, prefixed with the calling Lua code's position
-/// like `luaL_error` does.
+/// like `luaL_error` does. A function that waits is called by its yield guard
+/// (`GUARD_LUA`), whose position would say nothing: the guard's caller's is
+/// used instead.
 ///
 /// # Safety
 /// `L` must be the state of the running C function. Never returns.
 pub unsafe fn raise(L: *mut lua_State, msg: &str) -> ! {
     ffi::luaL_where(L, 1);
+    if to_bytes(L, -1).is_some_and(|w| w.starts_with(b"lunet.guard:")) {
+        ffi::lua_settop(L, -2);
+        ffi::luaL_where(L, 2);
+    }
     push_bytes(L, msg.as_bytes());
     ffi::lua_concat(L, 2);
     ffi::lua_error(L)

@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lunet_abi::ffi::lua_State;
 use parking_lot::Mutex;
 
+use crate::cache::SharedStats;
 use crate::job::{kick, JobPtr};
 use crate::Driver;
 
@@ -28,6 +29,11 @@ pub(crate) struct Shared<D: Driver> {
     pub closing: AtomicBool,
     /// The statement the connection is running right now (see [`Running`]).
     pub running: Running,
+    /// Its statement cache's counters, as of its last statement.
+    pub stats: SharedStats,
+    /// Its session state as of its last statement: bit 0 in a transaction,
+    /// bit 1 broken.
+    pub session: AtomicU8,
 }
 
 /// Which statement a connection is running, so that an interrupt meant for
@@ -86,6 +92,8 @@ impl<D: Driver> Shared<D> {
             info,
             closing: AtomicBool::new(false),
             running: Running::new(),
+            stats: SharedStats::default(),
+            session: AtomicU8::new(0),
         })
     }
 

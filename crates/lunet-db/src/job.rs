@@ -41,7 +41,7 @@ use lunet_abi::lua::push_fail;
 use lunet_abi::LunetAbi;
 
 use crate::handle::{push_handle, Shared, LIVE};
-use crate::values::{push_exec, push_rows, Output, Statement, StatementKind};
+use crate::values::{push_error, push_exec, push_rows, DbError, Output, Statement, StatementKind};
 use crate::{Driver, Exec, Param, Rows};
 
 pub(crate) const CLOSED: &str = "connection is closed";
@@ -58,7 +58,7 @@ enum Outcome<D: Driver> {
     Opened(Arc<Shared<D>>),
     Rows(Rows),
     Exec(Exec),
-    Failed(String),
+    Failed(DbError),
     /// Not run: its caller stopped waiting before it started.
     Abandoned,
 }
@@ -142,7 +142,7 @@ fn execute<D: Driver>(conn: &mut Option<D::Conn>, op: &mut Op<D>) -> Outcome<D> 
             }
             Outcome::Pending
         }
-        Op::Open(_) => Outcome::Failed(format!("{} internal error: open queued on a connection", D::NAME)),
+        Op::Open(_) => Outcome::Failed(format!("{} internal error: open queued on a connection", D::NAME).into()),
     }
 }
 
@@ -178,11 +178,23 @@ unsafe fn run_queued<D: Driver>(shared: &Shared<D>, conn: &mut Option<D::Conn>, 
     }
     let op = &mut (*p).op;
     let out = catch_unwind(AssertUnwindSafe(|| execute::<D>(conn, op)))
-        .unwrap_or_else(|e| Outcome::Failed(format!("{} internal error: {}", D::NAME, panic_text(e))));
+        .unwrap_or_else(|e| Outcome::Failed(format!("{} internal error: {}", D::NAME, panic_text(e)).into()));
     if statement {
         shared.running.set(0);
     }
+    note_stats(shared, conn);
     complete(p, out);
+}
+
+/// Copies the connection's cache counters and session state where the loop
+/// thread reads them, before the statements that changed them are reported
+/// done.
+fn note_stats<D: Driver>(shared: &Shared<D>, conn: &Option<D::Conn>) {
+    if let Some(c) = conn {
+        shared.stats.store(D::cache_stats(c));
+        let s = D::session(c);
+        shared.session.store(s.in_transaction as u8 | (s.broken as u8) << 1, Ordering::Relaxed);
+    }
 }
 
 /// The statement a queued job runs, for [`Driver::batch`].
@@ -228,10 +240,11 @@ unsafe fn run_batch<D: Driver>(shared: &Shared<D>, conn: &mut Option<D::Conn>, j
             None if s.abandoned() => Outcome::Abandoned,
             None if why.is_none() && s.closing() => Outcome::Failed(CLOSED.into()),
             None => Outcome::Failed(
-                why.clone().unwrap_or_else(|| format!("{} internal error: statement was not run", D::NAME)),
+                why.clone().unwrap_or_else(|| format!("{} internal error: statement was not run", D::NAME)).into(),
             ),
         })
         .collect();
+    note_stats(shared, conn);
     for (&p, out) in jobs.iter().zip(outs) {
         complete(p, out);
     }
@@ -399,9 +412,9 @@ unsafe fn run<D: Driver>(job: *mut Job<D>) {
         Op::Open(config) => match config.take().map(D::connect) {
             Some(Ok((conn, info))) => Outcome::Opened(Shared::new(conn, info)),
             Some(Err(e)) => Outcome::Failed(e),
-            None => Outcome::Failed(format!("{} internal error: open ran twice", D::NAME)),
+            None => Outcome::Failed(format!("{} internal error: open ran twice", D::NAME).into()),
         },
-        _ => Outcome::Failed(format!("{} internal error: unexpected job", D::NAME)),
+        _ => Outcome::Failed(format!("{} internal error: unexpected job", D::NAME).into()),
     };
     (*job).out = out;
 }
@@ -526,7 +539,7 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 unsafe extern "C" fn work<D: Driver>(data: *mut c_void) {
     let job = data as *mut Job<D>;
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| run(job))) {
-        (*job).out = Outcome::Failed(format!("{} internal error: {}", D::NAME, panic_text(p)));
+        (*job).out = Outcome::Failed(format!("{} internal error: {}", D::NAME, panic_text(p)).into());
     }
 }
 
@@ -557,7 +570,7 @@ unsafe extern "C-unwind" fn after<D: Driver>(co: *mut lua_State, data: *mut c_vo
             push_exec(co, e);
             1
         }
-        Outcome::Failed(msg) => push_fail(co, msg),
+        Outcome::Failed(e) => push_error(co, e),
         // The core never resumes a wait that ended (it passes no coroutine).
         Outcome::Abandoned => push_fail(co, &format!("{} internal error: abandoned statement resumed", D::NAME)),
         Outcome::Pending => push_fail(co, &format!("{} internal error: job did not run", D::NAME)),
@@ -589,11 +602,11 @@ mod tests {
             Ok(())
         }
 
-        fn connect(_: ()) -> Result<(MockConn, ()), String> {
+        fn connect(_: ()) -> Result<(MockConn, ()), DbError> {
             unreachable!()
         }
 
-        fn query(conn: &mut MockConn, sql: &[u8], _: &[Param]) -> Result<Rows, String> {
+        fn query(conn: &mut MockConn, sql: &[u8], _: &[Param]) -> Result<Rows, DbError> {
             assert!(!conn.inside.swap(true, Ordering::SeqCst), "two statements ran at once");
             if sql == b"panic" {
                 conn.inside.store(false, Ordering::SeqCst);
@@ -605,7 +618,7 @@ mod tests {
             Ok(Rows::default())
         }
 
-        fn exec(_: &mut MockConn, _: &[u8], _: &[Param]) -> Result<Exec, String> {
+        fn exec(_: &mut MockConn, _: &[u8], _: &[Param]) -> Result<Exec, DbError> {
             Ok(Exec::default())
         }
 
@@ -617,7 +630,7 @@ mod tests {
                     continue;
                 }
                 let run = catch_unwind(AssertUnwindSafe(|| s.run_alone::<Mock>(conn)));
-                s.outcome = Some(run.unwrap_or_else(|e| Err(format!("mock internal error: {}", panic_text(e)))));
+                s.outcome = Some(run.unwrap_or_else(|e| Err(format!("mock internal error: {}", panic_text(e)).into())));
             }
         }
     }
@@ -637,6 +650,12 @@ mod tests {
     ) -> c_int {
         -1
     }
+    unsafe extern "C" fn no_wait(_: *mut c_void, _: *mut lua_State, _: i64) -> u64 {
+        0
+    }
+    unsafe extern "C" fn no_wake(_: *mut c_void, _: u64) -> c_int {
+        0
+    }
     unsafe extern "C" fn no_loop(_: *mut c_void) -> *mut c_void {
         std::ptr::null_mut()
     }
@@ -649,13 +668,15 @@ mod tests {
             queue_work: no_queue,
             uv_loop: no_loop,
             queue_work_interruptible: no_queue_int,
+            wait: no_wait,
+            wake: no_wake,
         }))
     }
 
     fn outcome(job: &Job<Mock>) -> Result<(), String> {
         match &job.out {
             Outcome::Rows(_) => Ok(()),
-            Outcome::Failed(e) => Err(e.clone()),
+            Outcome::Failed(e) => Err(e.message.clone()),
             _ => Err("no outcome".into()),
         }
     }

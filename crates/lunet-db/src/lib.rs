@@ -26,18 +26,27 @@
 #![allow(non_snake_case)] // `L` is the Lua state, as everywhere in the Lua C API.
 #![allow(clippy::missing_safety_doc)]
 
+mod cache;
 mod handle;
 mod job;
 mod lua_api;
 mod values;
 
+pub use cache::{CacheStats, StatementCache};
 pub use lua_api::open_module;
-pub use values::{count_mismatch, double_quotes, Exec, Output, Param, Rows, Statement, StatementKind, Value};
+pub use values::{count_mismatch, double_quotes, DbError, Exec, Output, Param, Rows, Statement, StatementKind, Value};
 
 use std::ffi::{c_int, CStr};
 
 use lunet_abi::ffi::lua_State;
 use lunet_abi::lua::Raise;
+
+/// What a pool needs to know about a connection after a statement.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub in_transaction: bool,
+    pub broken: bool,
+}
 
 /// What a database driver provides. Every method except [`Driver::config`]
 /// runs on a thread-pool thread, one at a time per connection (the caller
@@ -68,17 +77,18 @@ pub trait Driver: Sized + 'static {
     /// `L` is the state of the running `open` call.
     unsafe fn config(L: *mut lua_State, idx: c_int) -> Result<Self::Config, Raise>;
 
-    /// Opens a connection. The error is the library's full message.
-    fn connect(config: Self::Config) -> Result<(Self::Conn, Self::Info), String>;
+    /// Opens a connection. The error is the library's full message, with
+    /// the database's code when it gave one.
+    fn connect(config: Self::Config) -> Result<(Self::Conn, Self::Info), DbError>;
 
     /// Runs one statement and returns its rows. `params` bind its placeholders
     /// in order; on a count mismatch return [`count_mismatch`]'s message.
-    fn query(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Rows, String>;
+    fn query(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Rows, DbError>;
 
     /// Runs a statement and reports what it changed. With no `params`, `sql`
     /// may be a script of several statements (all are run); with `params`, it
     /// must be exactly one statement.
-    fn exec(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Exec, String>;
+    fn exec(conn: &mut Self::Conn, sql: &[u8], params: &[Param]) -> Result<Exec, DbError>;
 
     /// Runs statements that were queued on one connection, in queue order,
     /// setting each one's `outcome`. Called instead of [`Driver::query`] /
@@ -110,7 +120,7 @@ pub trait Driver: Sized + 'static {
                     .map(|m| m.to_string())
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                Err(format!("{} internal error: {what}", Self::NAME))
+                Err(format!("{} internal error: {what}", Self::NAME).into())
             }));
         }
     }
@@ -145,6 +155,22 @@ pub trait Driver: Sized + 'static {
     /// soon as the wait ends, instead of on a pool thread, which could be
     /// busy (every pool thread waiting for a statement).
     const INTERRUPT_IS_QUICK: bool = false;
+
+    /// The counters of the connection's statement cache (see
+    /// [`StatementCache`]), copied after every statement so that
+    /// `conn:stats()` can read them without the connection's lock.
+    fn cache_stats(conn: &Self::Conn) -> CacheStats {
+        let _ = conn;
+        CacheStats::default()
+    }
+
+    /// Whether the connection is inside a transaction (a pool resets it with
+    /// `ROLLBACK` before handing it on) and whether it is broken (a pool
+    /// closes it). Read after every statement, like [`Driver::cache_stats`].
+    fn session(conn: &Self::Conn) -> Session {
+        let _ = conn;
+        Session::default()
+    }
 
     /// Closes a connection (the default drops it). May block: it runs on the pool.
     fn close(conn: Self::Conn) {

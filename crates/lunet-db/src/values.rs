@@ -88,6 +88,41 @@ impl Rows {
     }
 }
 
+/// A failed open or statement: the message scripts see as the second
+/// return value and, when the database gave one, its machine-readable code
+/// (the third): Postgres' SQLSTATE (`"40001"`), MySQL's `"<errno>/<SQLSTATE>"`
+/// (`"1213/40001"`), SQLite's extended result code name (`"SQLITE_BUSY"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbError {
+    pub message: String,
+    pub code: Option<String>,
+}
+
+impl DbError {
+    pub fn new(message: impl Into<String>, code: impl Into<String>) -> DbError {
+        DbError { message: message.into(), code: Some(code.into()) }
+    }
+}
+
+/// A failure of our own (bad SQL text, a count mismatch): no code.
+impl From<String> for DbError {
+    fn from(message: String) -> DbError {
+        DbError { message, code: None }
+    }
+}
+
+impl From<&str> for DbError {
+    fn from(message: &str) -> DbError {
+        DbError { message: message.into(), code: None }
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// What `exec` reports.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Exec {
@@ -121,7 +156,7 @@ pub struct Statement<'a> {
     /// Set by the driver: `Rows` for a query, `Exec` for an exec, or the
     /// error. Left `None`, the statement is reported as not run, or as
     /// "connection is closed" once [`Statement::closing`] is true.
-    pub outcome: Option<Result<Output, String>>,
+    pub outcome: Option<Result<Output, DbError>>,
     closing: Option<&'a AtomicBool>,
     /// Set when the coroutine that queued it stopped waiting for it.
     abandoned: Option<&'a AtomicBool>,
@@ -184,7 +219,7 @@ impl<'a> Statement<'a> {
 
     /// Runs the statement alone through [`crate::Driver::query`] or
     /// [`crate::Driver::exec`], as if it had not been batched.
-    pub fn run_alone<D: crate::Driver>(&self, conn: &mut D::Conn) -> Result<Output, String> {
+    pub fn run_alone<D: crate::Driver>(&self, conn: &mut D::Conn) -> Result<Output, DbError> {
         match self.kind {
             StatementKind::Query => D::query(conn, self.sql, self.params).map(Output::Rows),
             StatementKind::Exec => D::exec(conn, self.sql, self.params).map(Output::Exec),
@@ -294,6 +329,22 @@ pub(crate) unsafe fn push_rows(L: *mut lua_State, rows: &Rows) {
         ffi::lua_rawseti(L, base, (r + 1) as _);
     }
     ffi::lua_settop(L, base);
+}
+
+/// Pushes `nil, message[, code]`.
+///
+/// # Safety
+/// Loop thread; `L` needs three free slots.
+pub(crate) unsafe fn push_error(L: *mut lua_State, e: &DbError) -> c_int {
+    ffi::lua_pushnil(L);
+    push_bytes(L, e.message.as_bytes());
+    match &e.code {
+        Some(code) => {
+            push_bytes(L, code.as_bytes());
+            3
+        }
+        None => 2,
+    }
 }
 
 /// Pushes `{affected_rows = n, last_insert_id = n}`.

@@ -754,8 +754,8 @@ function M.serve(opts, handler)
   if type(handler) ~= "function" then
     error("http.serve expects a handler function (got " .. type(handler) .. ")", 2)
   end
-  if opts.tls ~= nil and opts.tls ~= false then
-    error("http.serve: https needs TLS support in lunet.socket (not built yet)", 2)
+  if opts.tls ~= nil and type(opts.tls) ~= "table" then
+    error("http.serve: tls must be a table of TLS options ({cert_file =, key_file =, ...})", 2)
   end
   if opts.on_error ~= nil and type(opts.on_error) ~= "function" then
     error("http.serve: on_error must be a function", 2)
@@ -765,7 +765,9 @@ function M.serve(opts, handler)
   local timeouts = merge(DEFAULT_TIMEOUTS, opts.timeouts, "timeouts")
   local host, port = opts.host or "127.0.0.1", opts.port
   if type(port) ~= "number" then error("http.serve: port must be a number (0 picks a free one)", 2) end
-  local l, err = listen("tcp", host, port, { backlog = opts.backlog })
+  -- https: lunet.socket's TLS (each connection's handshake runs in its own
+  -- task, under the header timeout, as its first read).
+  local l, err = listen("tcp", host, port, { backlog = opts.backlog, tls = opts.tls })
   if not l then return nil, err end
   local ahost, aport = socket.getsockname(l)
   local srv = setmetatable({

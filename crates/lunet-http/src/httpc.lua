@@ -181,8 +181,7 @@ local function exchange(u, req, o, fresh_only)
   if not conn then
     local copts = { timeout = o.connect_timeout_ms }
     if u.scheme == "https" then
-      if not socket.tlsinfo then return nil, "https needs TLS support" end
-      copts.tls = o.tls or { server_name = u.host }
+      copts.tls = o.tls or true -- verified against the system's CAs, for u.host
     end
     local err
     conn, err = connect(u.host, u.port, copts)
@@ -225,7 +224,8 @@ local function exchange(u, req, o, fresh_only)
     sclose(conn)
     return nil, berr
   end
-  if h.close or o.close then sclose(conn) else give(key, conn) end
+  -- A connection made with custom TLS options is not shared with others.
+  if h.close or o.close or o.tls then sclose(conn) else give(key, conn) end
   return { status = h.status, body = body, headers = h.headers }
 end
 
@@ -340,6 +340,9 @@ function M.request(opts)
     sink = opts.sink,
     strip = STRIP_ON_CROSS,
   }
+  if opts.tls ~= nil and type(opts.tls) ~= "table" then
+    error("httpc.request: tls must be a table of TLS options", 2)
+  end
   if opts.sink ~= nil and type(opts.sink) ~= "function" then
     error("httpc.request: sink must be a function", 2)
   end

@@ -28,23 +28,11 @@ use lunet_abi::lua_fn;
 
 use head::{Body, Limits, Parsed};
 
-// Field setters for the tables we build (raw sets: these tables have no
-// metatables, and the key lengths are known).
+// Sets a field of a table we built (a raw set: it has no metatable, and
+// the key's length is known).
 unsafe fn set_str(L: *mut lua_State, t: c_int, k: &[u8], v: &[u8]) {
     push_bytes(L, k);
     push_bytes(L, v);
-    ffi::lua_rawset(L, t);
-}
-
-unsafe fn set_num(L: *mut lua_State, t: c_int, k: &[u8], v: f64) {
-    push_bytes(L, k);
-    ffi::lua_pushnumber(L, v);
-    ffi::lua_rawset(L, t);
-}
-
-unsafe fn set_bool(L: *mut lua_State, t: c_int, k: &[u8], v: bool) {
-    push_bytes(L, k);
-    ffi::lua_pushboolean(L, v as c_int);
     ffi::lua_rawset(L, t);
 }
 

@@ -12,7 +12,7 @@ use std::ffi::{c_uint, c_void, CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use lunet_db::{Exec, Param, Rows};
+use lunet_db::{CacheStats, DbError, Exec, Param, Rows};
 use mysqlclient_sys as my;
 use my::mysql_option as opt;
 
@@ -27,6 +27,8 @@ const CLIENT_FLAGS: std::ffi::c_ulong = (1 << 16) | (1 << 17) | (1 << 18);
 /// own limit); the server's `max_allowed_packet` still applies on its side.
 const CLIENT_MAX_PACKET: usize = 1 << 30;
 const SERVER_STATUS_NO_BACKSLASH_ESCAPES: c_uint = 512;
+/// Server status flag: a transaction is open.
+const SERVER_STATUS_IN_TRANS: c_uint = 1;
 /// Seconds `open` waits for the server when `connect_timeout` is absent or 0
 /// (Connector/C would take 0 as "no limit" and could wait forever).
 pub const DEFAULT_CONNECT_TIMEOUT: u32 = 10;
@@ -200,17 +202,26 @@ impl Killer {
     }
 }
 
-/// A MySQL error: the client or server error number (0 for our own checks)
-/// and the full message.
+/// A MySQL error: the client or server error number (0 for our own checks),
+/// the SQLSTATE and the full message.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Fail {
     pub code: u32,
+    pub sqlstate: String,
     pub msg: String,
 }
 
 impl Fail {
     pub fn ours(msg: impl Into<String>) -> Fail {
-        Fail { code: 0, msg: msg.into() }
+        Fail { code: 0, sqlstate: String::new(), msg: msg.into() }
+    }
+
+    /// The error scripts see: the message and `"<errno>/<SQLSTATE>"`.
+    pub fn to_db(&self) -> DbError {
+        match self.code {
+            0 => DbError::from(self.msg.clone()),
+            n => DbError::new(self.msg.clone(), format!("{n}/{}", self.sqlstate)),
+        }
     }
 
     /// Whether the connection is gone after this error.
@@ -258,16 +269,26 @@ pub(crate) unsafe fn conn_fail(m: *mut my::MYSQL) -> Fail {
     if msg.is_empty() {
         msg = format!("MySQL error {code}");
     }
-    Fail { code, msg }
+    Fail { code, sqlstate: sqlstate(my::mysql_sqlstate(m)), msg }
+}
+
+/// A SQLSTATE as the library gives it ("HY000" when it has none).
+pub(crate) unsafe fn sqlstate(p: *const std::ffi::c_char) -> String {
+    match text(p) {
+        s if s.len() == 5 => s,
+        _ => "HY000".into(),
+    }
 }
 
 pub struct Conn {
     /// Null once the connection is broken (closed right away).
     mysql: *mut my::MYSQL,
-    /// The message that broke the connection.
-    broken: Option<String>,
+    /// The error that broke the connection.
+    broken: Option<DbError>,
     stmts: StmtCache,
     escape: Arc<EscapeInfo>,
+    /// Whether a transaction was open after the last statement.
+    in_trans: bool,
 }
 
 // SAFETY: a MYSQL handle may move between threads as long as one thread at a
@@ -290,7 +311,7 @@ fn ptr(c: &Option<CString>) -> *const std::ffi::c_char {
 
 impl Conn {
     /// Connects (blocking; on a pool thread).
-    pub fn connect(cfg: &Config) -> Result<(Conn, Info), String> {
+    pub fn connect(cfg: &Config) -> Result<(Conn, Info), DbError> {
         let host = c_string("host", &cfg.host)?;
         let user = c_string("user", &cfg.user)?;
         let password = c_string("password", &cfg.password)?;
@@ -306,7 +327,7 @@ impl Conn {
             for o in options(cfg, &charset) {
                 if let Err(e) = o.apply(m) {
                     my::mysql_close(m);
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
             let connected = my::mysql_real_connect(
@@ -322,7 +343,7 @@ impl Conn {
             if connected.is_null() {
                 let f = conn_fail(m);
                 my::mysql_close(m);
-                return Err(f.msg);
+                return Err(f.to_db());
             }
             let escape = Arc::new(EscapeInfo::of(m));
             let killer = Killer {
@@ -334,16 +355,16 @@ impl Conn {
                 timeout: cfg.connect_timeout_secs().min(KILL_TIMEOUT),
                 thread_id: my::mysql_thread_id(m) as u64,
             };
-            let mut conn = Conn { mysql: m, broken: None, stmts: StmtCache::default(), escape: escape.clone() };
+            let mut conn = Conn { mysql: m, broken: None, stmts: StmtCache::default(), escape: escape.clone(), in_trans: false };
             conn.note_status();
             Ok((conn, Info { escape, killer }))
         }
     }
 
     /// The live handle, or the error of a broken connection.
-    fn live(&self) -> Result<*mut my::MYSQL, String> {
+    fn live(&self) -> Result<*mut my::MYSQL, DbError> {
         match &self.broken {
-            Some(why) => Err(format!("connection is broken: {why}")),
+            Some(why) => Err(DbError { message: format!("connection is broken: {}", why.message), code: why.code.clone() }),
             None => Ok(self.mysql),
         }
     }
@@ -362,6 +383,7 @@ impl Conn {
             )
         };
         if failed == 0 {
+            self.in_trans = status & SERVER_STATUS_IN_TRANS != 0;
             self.escape
                 .no_backslash_escapes
                 .store(status & SERVER_STATUS_NO_BACKSLASH_ESCAPES != 0, Ordering::Relaxed);
@@ -370,7 +392,7 @@ impl Conn {
 
     /// Turns an outcome into the driver's result: a fatal error breaks the
     /// connection (closing the handle now).
-    fn settle<T>(&mut self, r: Result<T, Fail>) -> Result<T, String> {
+    fn settle<T>(&mut self, r: Result<T, Fail>) -> Result<T, DbError> {
         match r {
             Ok(v) => {
                 self.note_status();
@@ -378,17 +400,17 @@ impl Conn {
             }
             Err(f) => {
                 if f.is_fatal() {
-                    self.break_with(&f.msg);
+                    self.break_with(f.to_db());
                 } else {
                     self.note_status();
                 }
-                Err(f.msg)
+                Err(f.to_db())
             }
         }
     }
 
-    fn break_with(&mut self, why: &str) {
-        self.broken = Some(why.to_string());
+    fn break_with(&mut self, why: DbError) {
+        self.broken = Some(why);
         self.shut();
     }
 
@@ -401,7 +423,12 @@ impl Conn {
         }
     }
 
-    pub fn query(&mut self, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
+    /// The statement cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.stmts.stats()
+    }
+
+    pub fn query(&mut self, sql: &[u8], params: &[Param]) -> Result<Rows, DbError> {
         let m = self.live()?;
         let r = if params.is_empty() {
             unsafe { text_query(m, sql, true).map(|(rows, _)| rows.unwrap_or_default()) }
@@ -411,7 +438,7 @@ impl Conn {
         self.settle(r)
     }
 
-    pub fn exec(&mut self, sql: &[u8], params: &[Param]) -> Result<Exec, String> {
+    pub fn exec(&mut self, sql: &[u8], params: &[Param]) -> Result<Exec, DbError> {
         let m = self.live()?;
         let r = if params.is_empty() {
             unsafe { text_query(m, sql, false).map(|(_, e)| e) }
@@ -441,9 +468,13 @@ impl Conn {
         self.escape.clone()
     }
 
-    #[cfg(test)]
     pub fn is_broken(&self) -> bool {
         self.broken.is_some()
+    }
+
+    /// Whether a transaction was open after the last statement.
+    pub fn in_transaction(&self) -> bool {
+        self.in_trans && self.broken.is_none()
     }
 }
 

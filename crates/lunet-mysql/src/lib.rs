@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{raw_field, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
-use lunet_db::{Driver, Exec, Param, Rows};
+use lunet_db::{CacheStats, DbError, Driver, Exec, Param, Rows, Session};
 use mysqlclient_sys as my;
 
 pub use conn::{Config, Conn, Info};
@@ -48,19 +48,27 @@ impl Driver for Mysql {
         read_config(L, idx)
     }
 
-    fn connect(config: Config) -> Result<(Conn, Info), String> {
+    fn connect(config: Config) -> Result<(Conn, Info), DbError> {
         thread_ready();
         Conn::connect(&config)
     }
 
-    fn query(conn: &mut Conn, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
+    fn query(conn: &mut Conn, sql: &[u8], params: &[Param]) -> Result<Rows, DbError> {
         thread_ready();
         conn.query(sql, params)
     }
 
-    fn exec(conn: &mut Conn, sql: &[u8], params: &[Param]) -> Result<Exec, String> {
+    fn exec(conn: &mut Conn, sql: &[u8], params: &[Param]) -> Result<Exec, DbError> {
         thread_ready();
         conn.exec(sql, params)
+    }
+
+    fn cache_stats(conn: &Conn) -> CacheStats {
+        conn.cache_stats()
+    }
+
+    fn session(conn: &Conn) -> Session {
+        Session { in_transaction: conn.in_transaction(), broken: conn.is_broken() }
     }
 
     fn close(conn: Conn) {

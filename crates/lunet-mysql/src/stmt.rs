@@ -9,10 +9,9 @@
 //! a result column longer than its fetch buffer is read in full with
 //! `mysql_stmt_fetch_column` after the fetch reported it truncated.
 
-use std::collections::HashMap;
 use std::ffi::{c_ulong, c_void};
 
-use lunet_db::{count_mismatch, Exec, Param, Rows, Value};
+use lunet_db::{count_mismatch, CacheStats, Exec, Param, Rows, StatementCache, Value};
 use mysqlclient_sys as my;
 use my::enum_field_types as ty;
 
@@ -42,41 +41,46 @@ unsafe fn stmt_fail(m: *mut my::MYSQL, st: *mut my::MYSQL_STMT) -> Fail {
     if msg.is_empty() {
         msg = format!("MySQL error {code}");
     }
-    Fail { code, msg }
+    Fail { code, sqlstate: crate::conn::sqlstate(my::mysql_stmt_sqlstate(st)), msg }
 }
 
-struct Cached {
-    stmt: *mut my::MYSQL_STMT,
-    used: u64,
+/// A connection's prepared statements by SQL text (closed when evicted,
+/// forgotten or cleared).
+pub(crate) struct StmtCache(StatementCache<Vec<u8>, Stmt>);
+
+/// A statement handle, closed when dropped.
+struct Stmt(*mut my::MYSQL_STMT);
+
+impl Drop for Stmt {
+    fn drop(&mut self) {
+        unsafe { my::mysql_stmt_close(self.0) };
+    }
 }
 
-/// A connection's prepared statements by SQL text.
-#[derive(Default)]
-pub(crate) struct StmtCache {
-    map: HashMap<Vec<u8>, Cached>,
-    tick: u64,
+impl Default for StmtCache {
+    fn default() -> Self {
+        StmtCache(StatementCache::new(CACHE_SIZE))
+    }
 }
 
 impl StmtCache {
     /// Closes every statement (before the connection is closed).
     pub fn clear(&mut self) {
-        for (_, c) in self.map.drain() {
-            unsafe { my::mysql_stmt_close(c.stmt) };
-        }
+        drop(self.0.drain());
     }
 
     fn forget(&mut self, sql: &[u8]) {
-        if let Some(c) = self.map.remove(sql) {
-            unsafe { my::mysql_stmt_close(c.stmt) };
-        }
+        drop(self.0.remove(sql));
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.0.stats()
     }
 
     /// The prepared statement for `sql`, preparing it on a miss.
     unsafe fn get(&mut self, m: *mut my::MYSQL, sql: &[u8]) -> Result<*mut my::MYSQL_STMT, Fail> {
-        self.tick += 1;
-        if let Some(c) = self.map.get_mut(sql) {
-            c.used = self.tick;
-            return Ok(c.stmt);
+        if let Some(st) = self.0.get(sql) {
+            return Ok(st.0);
         }
         let st = my::mysql_stmt_init(m);
         if st.is_null() {
@@ -87,12 +91,7 @@ impl StmtCache {
             my::mysql_stmt_close(st);
             return Err(f);
         }
-        if self.map.len() >= CACHE_SIZE {
-            if let Some(oldest) = self.map.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone()) {
-                self.forget(&oldest);
-            }
-        }
-        self.map.insert(sql.to_vec(), Cached { stmt: st, used: self.tick });
+        drop(self.0.insert(sql.to_vec(), Stmt(st))); // an evicted statement is closed here
         Ok(st)
     }
 

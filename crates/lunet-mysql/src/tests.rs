@@ -78,9 +78,9 @@ fn parameters_bind_natively() {
         rows.row(0),
         &[Value::Null, Value::Int(1), Value::Int(-(1 << 53)), Value::Float(0.1), Value::Bytes(b"a\0b\xff".to_vec())]
     );
-    let e = Mysql::query(&mut c, b"SELECT ?, ?", &[Param::Int(1)]).unwrap_err();
+    let e = Mysql::query(&mut c, b"SELECT ?, ?", &[Param::Int(1)]).unwrap_err().message;
     assert!(e.starts_with("parameter count mismatch: "), "{e}");
-    let e = Mysql::exec(&mut c, b"DO 1", &[Param::Int(1)]).unwrap_err();
+    let e = Mysql::exec(&mut c, b"DO 1", &[Param::Int(1)]).unwrap_err().message;
     assert!(e.starts_with("parameter count mismatch: "), "{e}");
 }
 
@@ -116,9 +116,15 @@ fn scripts_counts_and_errors() {
     // query returns the first result set of a script.
     let rows = Mysql::query(&mut c, b"SELECT 1 AS a; SELECT 2 AS b", &[]).unwrap();
     assert_eq!(rows.columns(), &[b"a".to_vec()]);
-    let err = Mysql::query(&mut c, b"SELECT * FROM no_such_table_here", &[]).unwrap_err();
+    let e = Mysql::query(&mut c, b"SELECT * FROM no_such_table_here", &[]).unwrap_err();
+    assert_eq!(e.code.as_deref(), Some("1146/42S02"), "{e:?}");
+    let err = e.message;
+    let e = Mysql::query(&mut c, b"SELECT * FROM no_such_table_here WHERE 1 = ?", &[Param::Int(1)]).unwrap_err();
+    assert_eq!(e.code.as_deref(), Some("1146/42S02"), "{e:?}");
+    let e = Mysql::query(&mut c, b"SELECT ?, ?", &[Param::Int(1)]).unwrap_err();
+    assert_eq!(e.code, None, "our own check has no code");
     assert!(err.contains("no_such_table_here' doesn't exist"), "{err}");
-    let err = Mysql::exec(&mut c, b"DO 1; SELEC 2; DO 3", &[]).unwrap_err();
+    let err = Mysql::exec(&mut c, b"DO 1; SELEC 2; DO 3", &[]).unwrap_err().message;
     assert!(err.contains("You have an error in your SQL syntax"), "{err}");
     // Still usable afterwards, in both protocols.
     assert_eq!(Mysql::query(&mut c, b"SELECT 5 AS x", &[]).unwrap().row(0), &[Value::Int(5)]);
@@ -153,9 +159,9 @@ fn a_killed_connection_is_broken_and_says_so() {
     let mut killer = open();
     let id = victim.thread_id();
     Mysql::exec(&mut killer, format!("KILL {id}").as_bytes(), &[]).unwrap();
-    let err = Mysql::query(&mut victim, b"SELECT 1", &[]).unwrap_err();
+    let err = Mysql::query(&mut victim, b"SELECT 1", &[]).unwrap_err().message;
     assert!(victim.is_broken(), "not marked broken after: {err}");
-    let again = Mysql::query(&mut victim, b"SELECT ?", &[Param::Int(1)]).unwrap_err();
+    let again = Mysql::query(&mut victim, b"SELECT ?", &[Param::Int(1)]).unwrap_err().message;
     assert_eq!(again, format!("connection is broken: {err}"));
     // KILL QUERY stops only the statement.
     let id = killer.thread_id();
@@ -164,7 +170,7 @@ fn a_killed_connection_is_broken_and_says_so() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         Mysql::exec(&mut other, format!("KILL QUERY {id}").as_bytes(), &[]).unwrap();
     });
-    let err = Mysql::query(&mut killer, b"SELECT COUNT(*) FROM seq_1_to_100000000000 WHERE seq % 7 = 3", &[]).unwrap_err();
+    let err = Mysql::query(&mut killer, b"SELECT COUNT(*) FROM seq_1_to_100000000000 WHERE seq % 7 = 3", &[]).unwrap_err().message;
     t.join().unwrap();
     assert_eq!(err, "Query execution was interrupted");
     assert!(!killer.is_broken());
@@ -178,14 +184,16 @@ fn connect_failures_are_the_servers_messages() {
     cfg.user = Some(b"no_such_user_lunet".to_vec());
     cfg.password = Some(b"x".to_vec());
     let err = Mysql::connect(cfg).err().unwrap();
+    assert_eq!(err.code.as_deref(), Some("1045/28000"), "{err:?}");
+    let err = err.message;
     assert!(err.contains("Access denied for user 'no_such_user_lunet'"), "{err}");
     let mut cfg = server();
     cfg.port = 1;
-    let err = Mysql::connect(cfg).err().unwrap();
+    let err = Mysql::connect(cfg).err().unwrap().message;
     assert!(err.contains("Can't connect"), "{err}");
     let mut cfg = server();
     cfg.password = Some(b"a\0b".to_vec());
-    assert_eq!(Mysql::connect(cfg).err().unwrap(), "mysql.open: field 'password' contains a NUL byte");
+    assert_eq!(Mysql::connect(cfg).err().unwrap().message, "mysql.open: field 'password' contains a NUL byte");
 }
 
 #[test]
@@ -260,8 +268,8 @@ fn every_option_reads_back_in_the_c_type_the_library_reads() {
 fn empty_sql_is_the_servers_query_was_empty_in_both_protocols() {
     let mut c = open();
     for params in [&[][..], &[Param::Int(1)][..]] {
-        assert_eq!(Mysql::query(&mut c, b"", params).unwrap_err(), "Query was empty");
-        assert_eq!(Mysql::exec(&mut c, b"", params).unwrap_err(), "Query was empty");
+        assert_eq!(Mysql::query(&mut c, b"", params).unwrap_err().message, "Query was empty");
+        assert_eq!(Mysql::exec(&mut c, b"", params).unwrap_err().message, "Query was empty");
     }
     assert_eq!(Mysql::query(&mut c, b"SELECT 1 AS x", &[]).unwrap().row(0), &[Value::Int(1)]);
 }
@@ -278,7 +286,7 @@ fn kill_query_stops_the_statement_and_keeps_the_connection() {
         })
     };
     let t0 = std::time::Instant::now();
-    let e = Mysql::query(&mut c, b"SELECT SLEEP(5)", &[]).unwrap_err();
+    let e = Mysql::query(&mut c, b"SELECT SLEEP(5)", &[]).unwrap_err().message;
     assert!(e.contains("interrupted"), "{e}");
     assert!(t0.elapsed() < std::time::Duration::from_secs(4), "{:?}", t0.elapsed());
     killer.join().unwrap();
@@ -287,4 +295,29 @@ fn kill_query_stops_the_statement_and_keeps_the_connection() {
     // A kill that finds the session idle does not touch its next statement.
     Mysql::interrupt(&info);
     assert_eq!(Mysql::query(&mut c, b"SELECT 2 AS x", &[]).unwrap().row(0), &[Value::Int(2)]);
+}
+
+#[test]
+fn prepared_statements_are_cached_with_an_lru_bound() {
+    let mut c = open();
+    for _ in 0..3 {
+        Mysql::query(&mut c, b"SELECT ? AS x", &[Param::Int(1)]).unwrap();
+    }
+    let s = Mysql::cache_stats(&c);
+    assert_eq!((s.hits, s.misses, s.size), (2, 1, 1));
+    for i in 0..70 {
+        Mysql::query(&mut c, format!("SELECT ? + {i} AS x").as_bytes(), &[Param::Int(1)]).unwrap();
+    }
+    let s = Mysql::cache_stats(&c);
+    assert_eq!((s.size, s.capacity, s.evictions), (64, 64, 7));
+    // Evicted statements were closed on the server too.
+    let rows = Mysql::query(&mut c, b"SHOW SESSION STATUS LIKE 'Prepared_stmt_count'", &[]).unwrap();
+    drop(rows);
+    let rows = Mysql::query(&mut c, b"SELECT VARIABLE_VALUE AS n FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'PREPARED_STMT_COUNT'", &[]).unwrap();
+    let n: i64 = match &rows.row(0)[0] {
+        Value::Bytes(b) => std::str::from_utf8(b).unwrap().parse().unwrap(),
+        Value::Int(n) => *n,
+        v => panic!("{v:?}"),
+    };
+    assert!(n >= 64, "{n}");
 }

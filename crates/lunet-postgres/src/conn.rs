@@ -6,12 +6,11 @@
 //! caller holds the connection's lock), so libpq is never used by two
 //! threads at once.
 
-use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use lunet_db::{count_mismatch, Exec, Output, Param, Rows, Statement, StatementKind, Value};
+use lunet_db::{count_mismatch, CacheStats, DbError, Exec, Output, Param, Rows, Statement, StatementCache, StatementKind, Value};
 use pq_sys::*;
 
 use crate::decode::{decode, kind_of, Kind};
@@ -30,6 +29,14 @@ struct Failure {
 impl Failure {
     fn new(message: String) -> Failure {
         Failure { message, sqlstate: [0; 5] }
+    }
+
+    /// The error scripts see: the message and the SQLSTATE, if the server sent one.
+    fn into_db(self) -> DbError {
+        match std::str::from_utf8(&self.sqlstate) {
+            Ok(code) if self.sqlstate != [0; 5] => DbError::new(self.message, code),
+            _ => DbError::from(self.message),
+        }
     }
 }
 
@@ -155,69 +162,63 @@ struct Stmt {
     types: Option<Vec<Oid>>,
 }
 
-struct Slot {
-    declared: Vec<Oid>,
-    stmt: Arc<Stmt>,
-    used: u64,
-}
-
-/// Prepared statements by SQL text, then by declared parameter types.
-#[derive(Default)]
+/// Prepared statements by SQL text and declared parameter types, in the
+/// shared LRU cache, and the names given to them on the server.
 struct Cache {
-    map: HashMap<Vec<u8>, Vec<Slot>>,
-    len: usize,
-    clock: u64,
+    lru: StatementCache<Vec<u8>, Arc<Stmt>>,
     next_name: u64,
 }
 
+impl Default for Cache {
+    fn default() -> Self {
+        Cache { lru: StatementCache::new(STATEMENT_CACHE), next_name: 0 }
+    }
+}
+
+/// The cache key: the declared types (4 bytes each), their count, the SQL.
+fn key(sql: &[u8], declared: &[Oid]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(declared.len() * 4 + 4 + sql.len());
+    for t in declared {
+        k.extend_from_slice(&t.to_le_bytes());
+    }
+    k.extend_from_slice(&(declared.len() as u32).to_le_bytes());
+    k.extend_from_slice(sql);
+    k
+}
+
 impl Cache {
+    /// Looks up (counting a hit or a miss).
     fn get(&mut self, sql: &[u8], declared: &[Oid]) -> Option<Arc<Stmt>> {
-        self.clock += 1;
-        let slot = self.map.get_mut(sql)?.iter_mut().find(|s| s.declared == declared)?;
-        slot.used = self.clock;
-        Some(slot.stmt.clone())
+        self.lru.get(&key(sql, declared)).cloned()
     }
 
-    fn put(&mut self, sql: &[u8], declared: &[Oid], stmt: Arc<Stmt>) {
-        self.clock += 1;
-        let slots = self.map.entry(sql.to_vec()).or_default();
-        match slots.iter_mut().find(|s| s.declared == declared) {
-            Some(s) => {
-                s.stmt = stmt;
-                s.used = self.clock;
-            }
-            None => {
-                slots.push(Slot { declared: declared.to_vec(), stmt, used: self.clock });
-                self.len += 1;
-            }
+    /// Looks up without counting (deciding what can be pipelined).
+    fn peek(&self, sql: &[u8], declared: &[Oid]) -> Option<Arc<Stmt>> {
+        self.lru.peek(&key(sql, declared)).cloned()
+    }
+
+    /// Caches `stmt`; returns a statement that had to go to make room (to
+    /// deallocate), never the one `stmt` replaced under the same name.
+    fn put(&mut self, sql: &[u8], declared: &[Oid], stmt: Arc<Stmt>) -> Option<Arc<Stmt>> {
+        let name = stmt.name.clone();
+        match self.lru.insert(key(sql, declared), stmt) {
+            Some((_, old)) if old.name != name => Some(old),
+            _ => None,
         }
     }
 
     fn remove(&mut self, sql: &[u8], declared: &[Oid]) -> Option<Arc<Stmt>> {
-        let slots = self.map.get_mut(sql)?;
-        let i = slots.iter().position(|s| s.declared == declared)?;
-        let slot = slots.swap_remove(i);
-        if slots.is_empty() {
-            self.map.remove(sql);
-        }
-        self.len -= 1;
-        Some(slot.stmt)
+        self.lru.remove(&key(sql, declared))
     }
 
     /// Removes the least recently used statement.
     fn evict(&mut self) -> Option<Arc<Stmt>> {
-        let (sql, declared) = self
-            .map
-            .iter()
-            .flat_map(|(sql, slots)| slots.iter().map(move |s| (s.used, sql, &s.declared)))
-            .min_by_key(|(used, _, _)| *used)
-            .map(|(_, sql, declared)| (sql.clone(), declared.clone()))?;
-        self.remove(&sql, &declared)
+        self.lru.evict().map(|(_, s)| s)
     }
 
+    /// Forgets every statement (the server already dropped them).
     fn clear(&mut self) {
-        self.map.clear();
-        self.len = 0;
+        drop(self.lru.drain());
     }
 
     fn new_name(&mut self) -> CString {
@@ -351,7 +352,7 @@ impl Pg {
     /// Connects with `settings` passed as keyword/value arrays (never
     /// through a connection string, so no character in a value can change
     /// the meaning of another).
-    pub fn connect(settings: &[Setting]) -> Result<Pg, String> {
+    pub fn connect(settings: &[Setting]) -> Result<Pg, DbError> {
         let mut values = Vec::with_capacity(settings.len());
         for (field, _, v) in settings {
             values.push(
@@ -368,13 +369,13 @@ impl Pg {
         let raw = NonNull::new(raw).ok_or("postgres.open: out of memory")?;
         let mut pg = Pg { raw, broken: None, cache: Cache::default() };
         if unsafe { PQstatus(raw.as_ptr()) } != ConnStatusType::CONNECTION_OK {
-            return Err(pg.conn_error()); // `pg` drops: PQfinish
+            return Err(pg.conn_error().into()); // `pg` drops: PQfinish
         }
         unsafe { PQsetNoticeReceiver(raw.as_ptr(), Some(ignore_notice), std::ptr::null_mut()) };
         // Floats in results are read from their text form: make sure the
         // server prints every digit needed to read them back exactly, even
         // if its configuration lowered extra_float_digits.
-        pg.internal(c"SET extra_float_digits = 3").map_err(|f| f.message)?;
+        pg.internal(c"SET extra_float_digits = 3").map_err(Failure::into_db)?;
         Ok(pg)
     }
 
@@ -400,9 +401,25 @@ impl Pg {
         unsafe { PQtransactionStatus(self.conn()) == PGTransactionStatusType::PQTRANS_IDLE }
     }
 
-    fn usable(&self) -> Result<(), String> {
+    /// The statement cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.lru.stats()
+    }
+
+    /// Whether a transaction is open (or failed and not yet rolled back).
+    pub fn in_transaction(&self) -> bool {
+        let s = unsafe { PQtransactionStatus(self.conn()) };
+        self.broken.is_none()
+            && (s == PGTransactionStatusType::PQTRANS_INTRANS || s == PGTransactionStatusType::PQTRANS_INERROR)
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    fn usable(&self) -> Result<(), DbError> {
         match &self.broken {
-            Some(why) => Err(format!("connection is broken: {why}")),
+            Some(why) => Err(format!("connection is broken: {why}").into()),
             None => Ok(()),
         }
     }
@@ -513,10 +530,12 @@ impl Pg {
             }
             let types = self.describe(&stmt.name)?;
             let stmt = Arc::new(Stmt { name: stmt.name.clone(), types: Some(types) });
-            self.cache.put(sql, declared, stmt.clone());
+            if let Some(old) = self.cache.put(sql, declared, stmt.clone()) {
+                self.deallocate(&old);
+            }
             return Ok(stmt);
         }
-        if self.cache.len >= STATEMENT_CACHE {
+        if self.cache.lru.is_full() {
             if let Some(old) = self.cache.evict() {
                 self.deallocate(&old);
             }
@@ -538,13 +557,15 @@ impl Pg {
             None
         };
         let stmt = Arc::new(Stmt { name, types });
-        self.cache.put(sql, declared, stmt.clone());
+        if let Some(old) = self.cache.put(sql, declared, stmt.clone()) {
+            self.deallocate(&old);
+        }
         Ok(stmt)
     }
 
     /// Runs one statement through the extended protocol: parameters bound
     /// natively, at most one statement. `each` sees its result.
-    fn statement(&mut self, sql: &[u8], params: &[Param], mut each: impl FnMut(&Res)) -> Result<(), String> {
+    fn statement(&mut self, sql: &[u8], params: &[Param], mut each: impl FnMut(&Res)) -> Result<(), DbError> {
         self.usable()?;
         let csql = sql_text(sql)?;
         if params.is_empty() {
@@ -564,10 +585,10 @@ impl Pg {
         }
         let expected = count_placeholders(sql);
         if expected != params.len() {
-            return Err(count_mismatch(expected, params.len()));
+            return Err(count_mismatch(expected, params.len()).into());
         }
         if params.len() > MAX_PARAMS {
-            return Err(format!("too many parameters: PostgreSQL takes at most {MAX_PARAMS}"));
+            return Err(format!("too many parameters: PostgreSQL takes at most {MAX_PARAMS}").into());
         }
         let declared: Vec<Oid> = params.iter().map(declared_type).collect();
         let want_types = params.iter().any(|p| matches!(p, Param::Bytes(_)));
@@ -576,7 +597,7 @@ impl Pg {
             let stmt = self.prepared(&csql, sql, &declared, want_types).map_err(|f| explain(f, sql, params.len()))?;
             if let Some(types) = &stmt.types {
                 if types.len() != params.len() {
-                    return Err(count_mismatch(types.len(), params.len()));
+                    return Err(count_mismatch(types.len(), params.len()).into());
                 }
             }
             let enc = encode(params, stmt.types.as_deref())?;
@@ -620,14 +641,14 @@ impl Pg {
     }
 
     /// `query`: the rows of one statement.
-    pub fn query(&mut self, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
+    pub fn query(&mut self, sql: &[u8], params: &[Param]) -> Result<Rows, DbError> {
         let mut acc = Acc::default();
         self.statement(sql, params, |res| acc.absorb(StatementKind::Query, res))?;
         Ok(acc.rows.unwrap_or_default())
     }
 
     /// `exec`: one statement with parameters, or a script without.
-    pub fn exec(&mut self, sql: &[u8], params: &[Param]) -> Result<Exec, String> {
+    pub fn exec(&mut self, sql: &[u8], params: &[Param]) -> Result<Exec, DbError> {
         let mut acc = Acc::default();
         let each = |res: &Res| acc.absorb(StatementKind::Exec, res);
         if params.is_empty() {
@@ -638,7 +659,7 @@ impl Pg {
         Ok(acc.exec)
     }
 
-    fn run_one(&mut self, st: &Statement<'_>) -> Result<Output, String> {
+    fn run_one(&mut self, st: &Statement<'_>) -> Result<Output, DbError> {
         match st.kind {
             StatementKind::Query => self.query(st.sql, st.params).map(Output::Rows),
             StatementKind::Exec => self.exec(st.sql, st.params).map(Output::Exec),
@@ -710,7 +731,7 @@ impl Pg {
             return None;
         }
         let declared: Vec<Oid> = st.params.iter().map(declared_type).collect();
-        let stmt = self.cache.get(st.sql, &declared)?;
+        let stmt = self.cache.peek(st.sql, &declared)?;
         let want_types = st.params.iter().any(|p| matches!(p, Param::Bytes(_)));
         if want_types && !matches!(&stmt.types, Some(t) if t.len() == st.params.len()) {
             return None;
@@ -759,7 +780,7 @@ impl Pg {
             let enc = match encode(st.params, r.stmt.types.as_deref()) {
                 Ok(enc) => enc,
                 Err(e) => {
-                    batch[r.index].outcome = Some(Err(e));
+                    batch[r.index].outcome = Some(Err(e.into()));
                     continue;
                 }
             };
@@ -775,9 +796,10 @@ impl Pg {
                 )
             } == 1;
             if !queued {
-                batch[r.index].outcome = Some(Err(self.conn_error()));
+                batch[r.index].outcome = Some(Err(self.conn_error().into()));
                 break;
             }
+            self.cache.get(st.sql, &r.declared); // counted as used (a hit)
             sent.push(r);
             if unsafe { PQpipelineSync(conn) } != 1 {
                 break;
@@ -789,7 +811,7 @@ impl Pg {
         for r in sent {
             let st = &batch[r.index];
             if let Some(why) = &self.broken {
-                batch[r.index].outcome = Some(Err(format!("connection is broken: {why}")));
+                batch[r.index].outcome = Some(Err(format!("connection is broken: {why}").into()));
                 continue;
             }
             // From here on an interrupt for this statement may be sent (the
@@ -843,7 +865,7 @@ impl Pg {
         for r in group {
             if batch[r.index].outcome.is_none() && !batch[r.index].abandoned() {
                 let why = self.broken.clone().unwrap_or_else(|| self.conn_error());
-                batch[r.index].outcome = Some(Err(why));
+                batch[r.index].outcome = Some(Err(why.into()));
             }
         }
     }
@@ -882,7 +904,7 @@ impl Pg {
     }
 
     /// Runs every statement of `sql` (the simple query protocol).
-    fn script(&mut self, sql: &[u8], each: impl FnMut(&Res)) -> Result<(), String> {
+    fn script(&mut self, sql: &[u8], each: impl FnMut(&Res)) -> Result<(), DbError> {
         self.usable()?;
         let csql = sql_text(sql)?;
         let sent = unsafe { PQsendQuery(self.conn(), csql.as_ptr()) };
@@ -955,13 +977,13 @@ fn drain_copy_out(conn: *mut PGconn) {
 /// given parameters is reported as the count mismatch it is (the server
 /// says "there is no parameter $1" in a script, and "bind message supplies
 /// 0 parameters" for a single statement).
-fn explain(f: Failure, sql: &[u8], given: usize) -> String {
+fn explain(f: Failure, sql: &[u8], given: usize) -> DbError {
     let undefined = &f.sqlstate == b"42P02" && f.message.contains("there is no parameter $");
     let unbound = &f.sqlstate == b"08P01" && f.message.contains("bind message supplies 0 parameters");
     if given == 0 && (undefined || unbound) {
-        return count_mismatch(count_placeholders(sql).max(1), 0);
+        return count_mismatch(count_placeholders(sql).max(1), 0).into();
     }
-    f.message
+    f.into_db()
 }
 
 /// The SQL as a C string. libpq would stop at a NUL byte and run only the

@@ -18,7 +18,7 @@ use std::ffi::{c_int, CStr};
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{raw_field, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
-use lunet_db::{Driver, Exec, Param, Rows, Statement};
+use lunet_db::{CacheStats, DbError, Driver, Exec, Param, Rows, Session, Statement};
 
 use conn::{Canceller, Pg, Setting};
 
@@ -91,18 +91,26 @@ impl Driver for Postgres {
         Ok(settings)
     }
 
-    fn connect(settings: Vec<Setting>) -> Result<(Pg, Canceller), String> {
+    fn connect(settings: Vec<Setting>) -> Result<(Pg, Canceller), DbError> {
         let pg = Pg::connect(&settings)?;
         let canceller = pg.canceller();
         Ok((pg, canceller))
     }
 
-    fn query(conn: &mut Pg, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
+    fn query(conn: &mut Pg, sql: &[u8], params: &[Param]) -> Result<Rows, DbError> {
         conn.query(sql, params)
     }
 
-    fn exec(conn: &mut Pg, sql: &[u8], params: &[Param]) -> Result<Exec, String> {
+    fn exec(conn: &mut Pg, sql: &[u8], params: &[Param]) -> Result<Exec, DbError> {
         conn.exec(sql, params)
+    }
+
+    fn cache_stats(conn: &Pg) -> CacheStats {
+        conn.cache_stats()
+    }
+
+    fn session(conn: &Pg) -> Session {
+        Session { in_transaction: conn.in_transaction(), broken: conn.is_broken() }
     }
 
     fn batch(conn: &mut Pg, batch: &mut [Statement<'_>]) {

@@ -13,12 +13,44 @@ use std::ffi::{c_int, CStr};
 use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::lua::{raw_field, type_name, Raise};
 use lunet_abi::lua_fn;
-use lunet_db::{count_mismatch, Driver, Exec, Param, Rows, Value};
+use lunet_db::{count_mismatch, CacheStats, DbError, Driver, Exec, Param, Rows, Session, StatementCache, Value};
 use rusqlite::types::{Null, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, InterruptHandle, Statement};
 
+mod codes;
+
 /// Prepared statements kept per connection (by SQL text).
 const STATEMENT_CACHE: usize = 64;
+
+/// A connection and its prepared statements.
+///
+/// The statements borrow the connection, which rusqlite expresses with a
+/// lifetime; here they live beside it, so the borrow is erased to
+/// `'static` and upheld by hand: the connection is boxed (it never moves
+/// while statements point at it) and `cache` is declared first, so every
+/// statement is finalised before the connection closes.
+struct Db {
+    cache: StatementCache<Box<str>, Statement<'static>>,
+    conn: Box<Connection>,
+}
+
+// SAFETY: a `Connection` may move between threads; its statements move with
+// it and are only used by whoever holds the `Db` (one thread at a time).
+unsafe impl Send for Db {}
+
+impl Db {
+    /// The prepared statement for `sql`, from the cache or prepared now.
+    fn statement(&mut self, sql: &str) -> Result<&mut Statement<'static>, DbError> {
+        if self.cache.get(sql).is_none() {
+            let stmt = self.conn.prepare(sql).map_err(describe)?;
+            // SAFETY: see `Db`: the statement is dropped before the boxed
+            // connection it borrows.
+            let stmt: Statement<'static> = unsafe { std::mem::transmute::<Statement<'_>, Statement<'static>>(stmt) };
+            drop(self.cache.insert(sql.into(), stmt)); // an evicted statement is finalised here
+        }
+        self.cache.peek_mut(sql).ok_or_else(|| DbError::from("sqlite3 internal error: statement cache refused a statement"))
+    }
+}
 
 struct Sqlite;
 
@@ -28,7 +60,7 @@ impl Driver for Sqlite {
 
     /// The database path (bytes: any file name the OS accepts).
     type Config = Vec<u8>;
-    type Conn = Connection;
+    type Conn = Db;
     /// Stops the running statement (`sqlite3_interrupt`) from any thread.
     type Info = InterruptHandle;
 
@@ -65,12 +97,19 @@ impl Driver for Sqlite {
         }
     }
 
-    fn connect(path: Vec<u8>) -> Result<(Connection, InterruptHandle), String> {
+    fn connect(path: Vec<u8>) -> Result<(Db, InterruptHandle), DbError> {
         use std::os::unix::ffi::OsStrExt;
-        let conn = Connection::open(std::ffi::OsStr::from_bytes(&path)).map_err(|e| e.to_string())?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let conn = Connection::open(std::ffi::OsStr::from_bytes(&path)).map_err(describe)?;
         let interrupt = conn.get_interrupt_handle();
-        Ok((conn, interrupt))
+        Ok((Db { cache: StatementCache::new(STATEMENT_CACHE), conn: Box::new(conn) }, interrupt))
+    }
+
+    fn cache_stats(db: &Db) -> CacheStats {
+        db.cache.stats()
+    }
+
+    fn session(db: &Db) -> Session {
+        Session { in_transaction: !db.conn.is_autocommit(), broken: false }
     }
 
     /// The statement fails with "interrupted" (SQLITE_INTERRUPT) at its next
@@ -82,43 +121,46 @@ impl Driver for Sqlite {
         handle.interrupt();
     }
 
-    fn query(conn: &mut Connection, sql: &[u8], params: &[Param]) -> Result<Rows, String> {
+    fn query(db: &mut Db, sql: &[u8], params: &[Param]) -> Result<Rows, DbError> {
         let sql = sql_text(sql)?;
-        let mut stmt = conn.prepare_cached(sql).map_err(describe)?;
-        bind(&mut stmt, params)?;
-        match read_rows(&mut stmt) {
+        let stmt = db.statement(sql)?;
+        bind(stmt, params)?;
+        match read_rows(stmt) {
             Ok(rows) => Ok(rows),
-            Err(_) if is_empty(&stmt) => Ok(Rows::default()),
+            Err(_) if is_empty(stmt) => Ok(Rows::default()),
             Err(e) => Err(describe(e)),
         }
     }
 
-    fn exec(conn: &mut Connection, sql: &[u8], params: &[Param]) -> Result<Exec, String> {
+    fn exec(db: &mut Db, sql: &[u8], params: &[Param]) -> Result<Exec, DbError> {
         let sql = sql_text(sql)?;
         let mut affected = 0u64;
         if params.is_empty() {
             // A script: every statement in turn (CREATE TRIGGER ... BEGIN ... END
             // is one statement to SQLite's parser).
+            let conn: &Connection = &db.conn;
             let mut batch = rusqlite::Batch::new(conn, sql);
             while let Some(mut stmt) = fallible_next(&mut batch)? {
                 affected += run_counted(conn, &mut stmt).map_err(describe)?;
             }
         } else {
-            let mut stmt = conn.prepare_cached(sql).map_err(describe)?;
-            bind(&mut stmt, params)?;
-            affected = match run_counted(conn, &mut stmt) {
-                Ok(n) => n,
-                Err(_) if is_empty(&stmt) => 0,
+            let stmt = db.statement(sql)?;
+            bind(stmt, params)?;
+            let before = db.conn.total_changes();
+            let stmt = db.cache.peek_mut(sql).ok_or("sqlite3 internal error: statement vanished")?;
+            affected = match step_all(stmt) {
+                Ok(()) => changed(&db.conn, before),
+                Err(_) if is_empty(stmt) => 0,
                 Err(e) => return Err(describe(e)),
             };
         }
-        Ok(Exec { affected_rows: affected, last_insert_id: conn.last_insert_rowid() })
+        Ok(Exec { affected_rows: affected, last_insert_id: db.conn.last_insert_rowid() })
     }
 }
 
 /// The SQL as text. SQLite reads SQL as UTF-8 and stops at a NUL byte, so
 /// both are refused rather than silently running something else.
-fn sql_text(sql: &[u8]) -> Result<&str, String> {
+fn sql_text(sql: &[u8]) -> Result<&str, DbError> {
     let s = std::str::from_utf8(sql).map_err(|e| format!("SQL text is not valid UTF-8 ({e})"))?;
     if s.contains('\0') {
         return Err("SQL text contains a NUL byte (pass binary data as a parameter)".into());
@@ -134,27 +176,30 @@ fn is_empty(stmt: &Statement<'_>) -> bool {
     stmt.expanded_sql().is_none()
 }
 
-/// rusqlite's message, which for SQLite failures is SQLite's own full text.
-fn describe(e: rusqlite::Error) -> String {
+/// rusqlite's message, which for SQLite failures is SQLite's own full text,
+/// with the extended result code's name.
+fn describe(e: rusqlite::Error) -> DbError {
     match e {
-        rusqlite::Error::MultipleStatement => {
-            "more than one SQL statement given: query, and exec with parameters, take exactly one \
-             (exec without parameters runs a script)"
-                .into()
+        rusqlite::Error::MultipleStatement => "more than one SQL statement given: query, and exec with parameters, \
+             take exactly one (exec without parameters runs a script)"
+            .into(),
+        rusqlite::Error::SqliteFailure(f, _) => {
+            let code = codes::name(f.extended_code);
+            DbError::new(e.to_string(), code)
         }
-        other => other.to_string(),
+        other => other.to_string().into(),
     }
 }
 
-fn fallible_next<'c>(batch: &mut rusqlite::Batch<'c, '_>) -> Result<Option<Statement<'c>>, String> {
+fn fallible_next<'c>(batch: &mut rusqlite::Batch<'c, '_>) -> Result<Option<Statement<'c>>, DbError> {
     use rusqlite::fallible_iterator::FallibleIterator;
     batch.next().map_err(describe)
 }
 
-fn bind(stmt: &mut Statement<'_>, params: &[Param]) -> Result<(), String> {
+fn bind(stmt: &mut Statement<'_>, params: &[Param]) -> Result<(), DbError> {
     let expected = stmt.parameter_count();
     if expected != params.len() {
-        return Err(count_mismatch(expected, params.len()));
+        return Err(count_mismatch(expected, params.len()).into());
     }
     for (i, p) in params.iter().enumerate() {
         let n = i + 1;
@@ -205,16 +250,44 @@ fn read_rows(stmt: &mut Statement<'_>) -> rusqlite::Result<Rows> {
 /// DELETE, so it only counts when the total moved during this statement.
 fn run_counted(conn: &Connection, stmt: &mut Statement<'_>) -> rusqlite::Result<u64> {
     let before = conn.total_changes();
+    step_all(stmt)?;
+    Ok(changed(conn, before))
+}
+
+/// Steps a statement to its end, discarding rows; it is reset afterwards.
+fn step_all(stmt: &mut Statement<'_>) -> rusqlite::Result<()> {
     let mut rows = stmt.raw_query();
     while rows.next()?.is_some() {}
-    drop(rows);
-    Ok(if conn.total_changes() != before { conn.changes() } else { 0 })
+    Ok(())
+}
+
+/// The rows the last statement changed, if the total moved since `before`.
+fn changed(conn: &Connection, before: u64) -> u64 {
+    if conn.total_changes() != before {
+        conn.changes()
+    } else {
+        0
+    }
+}
+
+/// Process-wide SQLite settings, before the library is first used: memory
+/// statistics off. With them on (SQLite's default) every allocation inside
+/// SQLite takes one global mutex, which the pool threads running statements
+/// on different connections then fight over. Nothing in lunet reads them.
+/// If SQLite was already initialised in this process (another library used
+/// it first) the call is refused and nothing changes.
+fn library_config() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int);
+    });
 }
 
 lua_fn! {
     /// `require("lunet.sqlite3")`
     #[no_mangle]
     pub fn luaopen_lunet_sqlite3(L) {
+        library_config();
         lunet_db::open_module::<Sqlite>(L)
     }
 }
@@ -223,7 +296,7 @@ lua_fn! {
 mod tests {
     use super::*;
 
-    fn mem() -> Connection {
+    fn mem() -> Db {
         Sqlite::connect(b":memory:".to_vec()).unwrap().0
     }
 
@@ -265,9 +338,9 @@ mod tests {
     #[test]
     fn count_mismatch_is_reported_both_ways() {
         let mut c = mem();
-        let e = Sqlite::query(&mut c, b"SELECT ?, ?", &[Param::Int(1)]).unwrap_err();
+        let e = Sqlite::query(&mut c, b"SELECT ?, ?", &[Param::Int(1)]).unwrap_err().message;
         assert!(e.starts_with("parameter count mismatch: "), "{e}");
-        let e = Sqlite::exec(&mut c, b"SELECT 1", &[Param::Int(1)]).unwrap_err();
+        let e = Sqlite::exec(&mut c, b"SELECT 1", &[Param::Int(1)]).unwrap_err().message;
         assert!(e.starts_with("parameter count mismatch: "), "{e}");
     }
 
@@ -297,20 +370,63 @@ mod tests {
     #[test]
     fn one_statement_only_with_parameters_and_in_query() {
         let mut c = mem();
-        let e = Sqlite::exec(&mut c, b"SELECT ?; SELECT 2", &[Param::Int(1)]).unwrap_err();
+        let e = Sqlite::exec(&mut c, b"SELECT ?; SELECT 2", &[Param::Int(1)]).unwrap_err().message;
         assert!(e.contains("more than one SQL statement"), "{e}");
-        let e = Sqlite::query(&mut c, b"SELECT 1; SELECT 2", &[]).unwrap_err();
+        let e = Sqlite::query(&mut c, b"SELECT 1; SELECT 2", &[]).unwrap_err().message;
         assert!(e.contains("more than one SQL statement"), "{e}");
     }
 
     #[test]
     fn bad_sql_is_an_error_not_a_panic() {
         let mut c = mem();
-        assert_eq!(Sqlite::query(&mut c, b"SELEC 1", &[]).unwrap_err(), "near \"SELEC\": syntax error");
-        assert!(Sqlite::query(&mut c, b"SELECT 1\0; DROP TABLE x", &[]).unwrap_err().contains("NUL"));
-        assert!(Sqlite::query(&mut c, b"SELECT '\xff'", &[]).unwrap_err().contains("UTF-8"));
+        let e = Sqlite::query(&mut c, b"SELEC 1", &[]).unwrap_err();
+        assert_eq!(e, DbError::new("near \"SELEC\": syntax error", "SQLITE_ERROR"));
+        assert!(Sqlite::query(&mut c, b"SELECT 1\0; DROP TABLE x", &[]).unwrap_err().message.contains("NUL"));
+        assert!(Sqlite::query(&mut c, b"SELECT '\xff'", &[]).unwrap_err().message.contains("UTF-8"));
         assert_eq!(Sqlite::query(&mut c, b"", &[]).unwrap(), Rows::default());
         assert_eq!(Sqlite::query(&mut c, b" /* nothing */ ", &[]).unwrap(), Rows::default());
         assert_eq!(Sqlite::exec(&mut c, b"  -- nothing\n", &[]).unwrap().affected_rows, 0);
+    }
+
+    #[test]
+    fn failures_carry_the_extended_code_and_ours_carry_none() {
+        let mut c = mem();
+        Sqlite::exec(&mut c, b"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE)", &[]).unwrap();
+        Sqlite::exec(&mut c, b"INSERT INTO t(v) VALUES (?)", &[Param::Bytes(b"a".to_vec())]).unwrap();
+        let e = Sqlite::exec(&mut c, b"INSERT INTO t(v) VALUES (?)", &[Param::Bytes(b"a".to_vec())]).unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("SQLITE_CONSTRAINT_UNIQUE"), "{e:?}");
+        let e = Sqlite::exec(&mut c, b"INSERT INTO t(v) VALUES (?)", &[Param::Null]).unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("SQLITE_CONSTRAINT_NOTNULL"), "{e:?}");
+        let e = Sqlite::query(&mut c, b"SELECT ?", &[]).unwrap_err();
+        assert_eq!(e.code, None);
+        let e = Sqlite::connect(b"/nonexistent-dir/x.db".to_vec()).err().unwrap();
+        assert_eq!(e.code.as_deref(), Some("SQLITE_CANTOPEN"), "{e:?}");
+    }
+
+    #[test]
+    fn statements_are_cached_by_text_with_an_lru_bound() {
+        let mut c = mem();
+        for _ in 0..3 {
+            Sqlite::query(&mut c, b"SELECT 1 AS one", &[]).unwrap();
+        }
+        let s = Sqlite::cache_stats(&c);
+        assert_eq!((s.hits, s.misses, s.size), (2, 1, 1));
+        for i in 0..(STATEMENT_CACHE + 10) {
+            Sqlite::query(&mut c, format!("SELECT {i} AS n").as_bytes(), &[]).unwrap();
+        }
+        let s = Sqlite::cache_stats(&c);
+        assert_eq!(s.size as usize, STATEMENT_CACHE);
+        assert_eq!(s.evictions, 11);
+        // A cached statement is reset after use: rerunning it starts over.
+        Sqlite::exec(&mut c, b"CREATE TABLE t(x)", &[]).unwrap();
+        Sqlite::exec(&mut c, b"INSERT INTO t VALUES (1), (2), (3)", &[]).unwrap();
+        for _ in 0..2 {
+            let rows = Sqlite::query(&mut c, b"SELECT x FROM t WHERE x > ?", &[Param::Int(0)]).unwrap();
+            assert_eq!(rows.len(), 3);
+        }
+        let e = Sqlite::exec(&mut c, b"UPDATE t SET x = x + ? WHERE x = 3", &[Param::Int(1)]).unwrap();
+        assert_eq!(e.affected_rows, 1);
+        let e = Sqlite::exec(&mut c, b"UPDATE t SET x = x + ? WHERE x = 3", &[Param::Int(1)]).unwrap();
+        assert_eq!(e.affected_rows, 0);
     }
 }

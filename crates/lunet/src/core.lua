@@ -3,7 +3,7 @@
 local error, pcall, select, type, unpack, tostring = error, pcall, select, type, unpack, tostring
 local huge = math.huge
 
-return function(M, task)
+return function(M, task, group)
 local push, pop = M._deadline_push, M._deadline_pop
 local spawn, sleep = M.spawn, M.sleep
 
@@ -50,6 +50,18 @@ task.join = assert(loadstring([[
     return wait(t, ms)
   end
 ]], "=lunet.guard"))(task._ended, task._outcome, task.join)
+
+--- group:wait([ms]): waits (from a coroutine) until every child has ended,
+-- then returns the group's outcome (`_outcome`); `nil, "timeout"` when the
+-- time runs out (the children are cancelled then).
+group.wait = assert(loadstring([[
+  local wait, outcome = ...
+  return function(g, ms)
+    local ok, err = wait(g, ms)
+    if ok == true then return outcome(g) end
+    return ok, err
+  end
+]], "=lunet.guard"))(group.wait, group._outcome)
 
 --- lunet.every(ms, fn, ...) -> task: calls fn(...) every ms milliseconds (after
 -- each wait of ms) until the task is cancelled or fn raises.

@@ -19,7 +19,7 @@ use std::ffi::{c_int, CString};
 
 use libuv_sys2 as uv;
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::{push_bytes, push_fail, to_bytes, to_number};
+use lunet_abi::lua::{push_bytes, push_fail, to_bytes, to_number, type_name, Raise};
 use lunet_abi::lua_fn;
 
 use crate::runtime::{self, strerror, Runtime};
@@ -161,6 +161,14 @@ unsafe fn fail(L: *mut lua_State, code: c_int, one_value: bool) -> c_int {
 
 const EBADF: c_int = uv::uv_errno_t_UV_EBADF as c_int;
 
+/// A wrong parameter (how to act: a length, the data, the mode's type) is a
+/// programmer error and raises. What a call acts on (a path, a descriptor)
+/// keeps C lunet's `nil, "fs.<fn> requires ..."` instead: it is often the
+/// unchecked result of an earlier call (README: "Argument errors").
+unsafe fn bad_arg(L: *mut lua_State, idx: c_int, name: &str, expected: &str) -> Raise {
+    format!("bad argument #{idx} to 'fs.{name}' ({expected} expected, got {})", type_name(L, idx)).into()
+}
+
 /// The path argument at `idx`, or the `fs.<fn> requires ...` message.
 unsafe fn path_arg(L: *mut lua_State, idx: c_int, name: &str) -> Result<CString, String> {
     let b = to_bytes(L, idx).ok_or_else(|| format!("fs.{name} requires path"))?;
@@ -205,8 +213,10 @@ lua_fn! {
     /// `fs.open(path, mode)` -> `fd` | `nil, err`
     pub fn l_open(L) {
         let rt = runtime::of(L);
-        let mode = if ffi::lua_type(L, 2) == ffi::LUA_TSTRING { to_bytes(L, 2) } else { None };
-        let (Some(_), Some(mode)) = (to_bytes(L, 1), mode) else {
+        if ffi::lua_type(L, 2) != ffi::LUA_TSTRING {
+            return Err(bad_arg(L, 2, "open", "string"));
+        }
+        let (Some(_), Some(mode)) = (to_bytes(L, 1), to_bytes(L, 2)) else {
             return Ok(push_fail(L, "fs.open requires path and mode"));
         };
         let Some(flags) = mode_flags(mode) else {
@@ -255,12 +265,15 @@ lua_fn! {
     /// `fs.read(fd, n)` -> `data` (`""` at end of file) | `nil, err`
     pub fn l_read(L) {
         let rt = runtime::of(L);
-        let (Ok(fd), Some(n)) = (fd_arg(L, 1), to_number(L, 2)) else {
-            return Ok(push_fail(L, "fs.read requires fd and length"));
+        let Some(n) = to_number(L, 2) else {
+            return Err(bad_arg(L, 2, "read", "number"));
         };
         if n.is_nan() || n < 0.0 {
-            return Ok(push_fail(L, "fs.read requires a length >= 0"));
+            return Err("bad argument #2 to 'fs.read' (length must be >= 0)".into());
         }
+        let Ok(fd) = fd_arg(L, 1) else {
+            return Ok(push_fail(L, "fs.read requires fd and length"));
+        };
         let Some(fd) = begin_io(rt, fd) else {
             return Ok(fail(L, EBADF, false));
         };
@@ -284,7 +297,10 @@ lua_fn! {
     /// `fs.write(fd, data)` -> `bytes_written` | `nil, err`
     pub fn l_write(L) {
         let rt = runtime::of(L);
-        let (Ok(fd), Some(data)) = (fd_arg(L, 1), to_bytes(L, 2)) else {
+        let Some(data) = to_bytes(L, 2) else {
+            return Err(bad_arg(L, 2, "write", "string"));
+        };
+        let Ok(fd) = fd_arg(L, 1) else {
             return Ok(push_fail(L, "fs.write requires fd and data"));
         };
         let Some(fd) = begin_io(rt, fd) else {

@@ -14,15 +14,18 @@ pub mod connect;
 pub mod dns;
 pub mod fs;
 pub mod pipe;
+pub mod primitives;
 pub mod readbuf;
 pub mod runtime;
 pub mod sched;
 pub mod signal;
 pub mod socket;
 pub mod sockopt;
+pub mod sync;
 pub mod stream;
 pub mod tcp;
 pub mod timer;
+pub mod tls;
 pub mod trace;
 pub mod task;
 pub mod udp;
@@ -36,6 +39,11 @@ use lunet_abi::lua::run_chunk;
 use lunet_abi::lua_fn;
 
 use runtime::Kind::{Plain, Yields};
+
+/// The release, from the Cargo workspace (the one place that holds it): every
+/// module's `_VERSION`, and through it `lunet-run --version` and the rockspecs
+/// (spec/version_spec.lua checks them).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 lua_fn! {
     /// `require("lunet")`
@@ -54,6 +62,11 @@ lua_fn! {
             (c"hrtime", timer::l_hrtime, Plain),
             (c"getpid", timer::l_getpid, Plain),
             (c"stop", runtime::l_stop_all, Plain),
+            (c"channel", primitives::l_channel, Plain),
+            (c"semaphore", primitives::l_semaphore, Plain),
+            (c"waitgroup", primitives::l_waitgroup, Plain),
+            (c"group", primitives::l_group, Plain),
+            (c"wait_any", primitives::l_wait_any, Yields),
             (c"_deadline_push", task::l_deadline_push, Plain),
             (c"_deadline_pop", task::l_deadline_pop, Plain),
             (c"_exit_if_busy", runtime::l_exit_if_busy, Plain),
@@ -63,13 +76,16 @@ lua_fn! {
             (c"_pending", runtime::l_pending, Plain),
             (c"_stop", runtime::l_stop, Plain),
         ])?;
+        runtime::set_version(L);
         task::set_metatable(L, rt)?; // leaves the task methods on the stack
-        // The parts written in Lua: deadline, every, task:join.
+        primitives::set_metatables(L, rt)?; // leaves the group methods
+        // The parts written in Lua: deadline, every, task:join, group:wait.
         run_chunk(L, CORE_LUA, c"=lunet").map_err(|e| format!("lunet: {e}"))?;
-        ffi::lua_pushvalue(L, -3);
-        ffi::lua_pushvalue(L, -3);
-        ffi::lua_call(L, 2, 0);
-        ffi::lua_settop(L, -2);
+        ffi::lua_pushvalue(L, -4);
+        ffi::lua_pushvalue(L, -4);
+        ffi::lua_pushvalue(L, -4);
+        ffi::lua_call(L, 3, 0);
+        ffi::lua_settop(L, -3);
         Ok(1 as c_int)
     }
 }
@@ -87,6 +103,7 @@ lua_fn! {
 }
 
 const TEST_LUA: &str = include_str!("test.lua");
+const SOCKET_LUA: &str = include_str!("socket.lua");
 
 lua_fn! {
     /// `require("lunet.socket")`
@@ -110,7 +127,15 @@ lua_fn! {
             (c"set_read_buffer_size", socket::l_set_read_buffer_size, Plain),
             (c"settimeout", socket::l_settimeout, Plain),
             (c"settimeouts", socket::l_settimeouts, Plain),
+            (c"_starttls", socket::l_starttls, Yields),
+            (c"tlsinfo", socket::l_tlsinfo, Plain),
         ])?;
+        // The Lua side (TLS connects, starttls) completes the table.
+        run_chunk(L, SOCKET_LUA, c"=lunet.socket").map_err(|e| format!("lunet.socket: {e}"))?;
+        ffi::lua_pushvalue(L, -2);
+        runtime::push_fn(L, rt, timer::l_now);
+        ffi::lua_call(L, 2, 0);
+        runtime::set_version(L);
         socket::set_metatable(L, rt);
         Ok(1 as c_int)
     }
@@ -131,6 +156,7 @@ lua_fn! {
             (c"settimeout", udp::l_settimeout, Plain),
             (c"_always_queue", udp::l_always_queue, Plain),
         ])?;
+        runtime::set_version(L);
         udp::set_metatable(L, rt);
         Ok(1 as c_int)
     }
@@ -149,6 +175,7 @@ lua_fn! {
             (c"stat", fs::l_stat, Yields),
             (c"scandir", fs::l_scandir, Yields),
         ])?;
+        runtime::set_version(L);
         Ok(1 as c_int)
     }
 }
@@ -159,6 +186,7 @@ lua_fn! {
     pub fn luaopen_lunet_signal(L) {
         let rt = runtime::ensure(L)?;
         runtime::new_module(L, rt, "signal", &[(c"wait", signal::l_wait, Yields)])?;
+        runtime::set_version(L);
         Ok(1 as c_int)
     }
 }

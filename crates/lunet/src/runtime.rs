@@ -11,7 +11,7 @@ use std::ptr;
 
 use libuv_sys2 as uv;
 use lunet_abi::ffi::{self, lua_State};
-use lunet_abi::lua::{guard, Raise};
+use lunet_abi::lua::{guard, push_bytes, Raise};
 use lunet_abi::{lua_fn, LunetAbi, ABI_VERSION, REGISTRY_KEY};
 
 use crate::{connect, fs, sched, signal, stream, trace, udp, work};
@@ -88,6 +88,8 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
             queue_work: work::abi_queue_work,
             queue_work_interruptible: work::abi_queue_work_interruptible,
             uv_loop: abi_uv_loop,
+            wait: work::abi_wait,
+            wake: work::abi_wake,
         },
     }));
     (*rt).abi.ctx = rt.cast();
@@ -183,6 +185,16 @@ pub unsafe fn new_module(
         ffi::lua_setfield(L, -2, name.as_ptr());
     }
     Ok(())
+}
+
+/// Sets `_VERSION` (the workspace's version) in the module table on top of
+/// the stack. Every `luaopen_*` calls it: spec/version_spec.lua checks them.
+///
+/// # Safety
+/// `L` must be valid with a table on top and a free stack slot.
+pub unsafe fn set_version(L: *mut lua_State) {
+    push_bytes(L, crate::VERSION.as_bytes());
+    ffi::lua_setfield(L, -2, c"_VERSION".as_ptr());
 }
 
 /// Pushes `f` as a closure over the runtime.

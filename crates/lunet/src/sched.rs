@@ -12,7 +12,10 @@
 //! Deadlines live in one indexed heap served by one libuv timer. `sleep(0)`,
 //! deferred resumes (cancellation, closing a handle from Lua code, joins) and
 //! deferred task starts go through one ready list served by an idle handle on
-//! the next loop iteration.
+//! the next loop iteration. Waits woken by channels, semaphores and the like
+//! go through a second list served by the same handle, in rounds: one woken
+//! while the lists are served runs in the same iteration (up to
+//! [`WOKEN_ROUNDS`] rounds).
 //!
 //! Rules that keep Lua errors out of frames that cannot unwind them:
 //! - values for a resume are pushed on the runtime's own thread inside a
@@ -47,6 +50,13 @@ pub use crate::waits::WaitId;
 /// How deep spawns may nest (a task spawning a task before its first wait,
 /// and so on) before a new task's start is left to the next loop iteration.
 pub const MAX_DEPTH: u32 = 200;
+
+/// How many rounds of woken waits one loop iteration serves: a wait woken
+/// by a channel, semaphore, ... while the ready list is being served runs in
+/// the same iteration, up to this many hand-offs deep (a ping-pong between
+/// two tasks does not pay a loop iteration per message; it cannot hold off
+/// I/O for longer than this many rounds either).
+pub const WOKEN_ROUNDS: u32 = 8;
 
 /// The error value raised in a cancelled task at its wait point.
 pub const CANCELLED: &str = "cancelled";
@@ -102,6 +112,19 @@ enum Pending {
     Cancel,
     /// A `join` whose task has ended.
     Joined(*mut Task),
+    /// Woken by a coordination primitive (channel, semaphore, ...).
+    Woken(Wake),
+}
+
+/// What a wait woken by [`wake_later`] returns.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Wake {
+    /// `true`.
+    True,
+    /// A number (`wait_any`'s index).
+    Index(u32),
+    /// The registry value `r` (released once delivered, or with the wait).
+    Value(c_int),
 }
 
 struct Wait {
@@ -125,6 +148,9 @@ pub struct Sched {
     idle: *mut uv::uv_idle_t,
     ready: Vec<WaitId>,
     spare: Vec<WaitId>,
+    /// Waits woken by coordination primitives ([`wake_later`]).
+    woken: Vec<WaitId>,
+    spare_woken: Vec<WaitId>,
     /// The wait of each coroutine that is not a task (tasks keep theirs).
     bare: HashMap<usize, WaitId>,
     /// Live tasks by coroutine (for a task's coroutine resumed by another).
@@ -162,6 +188,8 @@ impl Sched {
             idle: std::ptr::null_mut(),
             ready: Vec::new(),
             spare: Vec::new(),
+            woken: Vec::new(),
+            spare_woken: Vec::new(),
             bare: HashMap::new(),
             tasks: HashMap::new(),
             current: std::ptr::null_mut(),
@@ -550,8 +578,11 @@ unsafe fn release(rt: *mut Runtime, w: Wait) {
         ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, w.anchor);
     }
     trace::ref_released();
-    if let Pending::Joined(t) = w.pending {
-        task::unpin(rt, t);
+    match w.pending {
+        Pending::Joined(t) => task::unpin(rt, t),
+        // Not delivered (the coroutine was no longer suspended in its wait).
+        Pending::Woken(Wake::Value(r)) => ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, r),
+        _ => {}
     }
 }
 
@@ -569,6 +600,23 @@ pub unsafe fn is_waiting(rt: *mut Runtime, id: WaitId) -> bool {
     (*rt).sched.waits.get(id).is_some_and(|w| matches!(w.pending, Pending::None))
 }
 
+/// Ends a plain wait (the ABI's `wake`) from anywhere on the loop thread,
+/// Lua code included: it is resumed with no values on the next loop
+/// iteration. Returns false if it had already ended (or is stale).
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn wake_plain_later(rt: *mut Runtime, id: WaitId) -> bool {
+    if !is_waiting(rt, id) {
+        return false;
+    }
+    if let Some(w) = (*rt).sched.waits.get_mut(id) {
+        w.unhook = None;
+    }
+    end_early(rt, id, Pending::Plain);
+    true
+}
+
 /// Queues the resumption of a join whose task has ended.
 ///
 /// # Safety
@@ -580,8 +628,52 @@ pub unsafe fn joined_later(rt: *mut Runtime, id: WaitId, t: *mut Task) {
     end_early(rt, id, Pending::Joined(t));
 }
 
+/// Wakes a wait on behalf of a coordination primitive, which has already
+/// taken it out of its own queue: it is resumed with `wake`'s values once
+/// the caller has returned to the loop, in the order woken — in the same
+/// loop iteration when woken while the ready list is served (see
+/// [`WOKEN_ROUNDS`]), else in the next. Never inside the caller. Returns false, and keeps
+/// nothing, if the wait is stale or already ending (the caller keeps its
+/// value or permit then).
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn wake_later(rt: *mut Runtime, id: WaitId, wake: Wake) -> bool {
+    if !is_waiting(rt, id) {
+        return false;
+    }
+    let s = &mut (*rt).sched;
+    if let Some(w) = s.waits.get_mut(id) {
+        w.unhook = None;
+        w.pending = Pending::Woken(wake);
+    }
+    unarm(rt, id);
+    let s = &mut (*rt).sched;
+    if s.ready.is_empty() && s.woken.is_empty() {
+        uv::uv_idle_start(s.idle, Some(on_idle));
+    }
+    s.woken.push(id);
+    true
+}
+
+/// Pushes a wake's value: a boolean, a number or an existing value (no
+/// allocation, so nothing can raise; a yielded coroutine has the free slot).
+unsafe fn push_wake(L: *mut lua_State, wake: Wake) -> c_int {
+    match wake {
+        Wake::True => ffi::lua_pushboolean(L, 1),
+        Wake::Index(i) => ffi::lua_pushnumber(L, i as f64),
+        Wake::Value(r) => {
+            ffi::lua_rawgeti(L, ffi::LUA_REGISTRYINDEX, r as _);
+            ffi::luaL_unref(L, ffi::LUA_REGISTRYINDEX, r);
+        }
+    }
+    1
+}
+
 enum Values<'a> {
     None,
+    /// Values that can be pushed straight onto the coroutine.
+    Wake(Wake),
     Push(&'a mut dyn FnMut(*mut lua_State) -> c_int),
     Cancel,
 }
@@ -610,6 +702,7 @@ unsafe fn resume(rt: *mut Runtime, mut w: Wait, values: Values) {
     trace::check(ffi::lua_gettop(co) == 0, "a parked coroutine has values on its stack");
     let nargs = match values {
         Values::None => 0,
+        Values::Wake(wake) => push_wake(co, wake),
         Values::Cancel => {
             arm_cancel_hook(co);
             (*rt).sched.hooked = true;
@@ -965,14 +1058,32 @@ unsafe extern "C" fn on_idle(h: *mut uv::uv_idle_t) {
     // made while it runs queues its cancellations for the next batch).
     let stop_after = std::mem::take(&mut s.stopping);
     // Serve what was queued before this iteration; what is queued while
-    // serving waits for the next one.
+    // serving waits for the next one, except waits woken by coordination
+    // primitives: those run in this iteration too, for up to WOKEN_ROUNDS
+    // rounds (each round serves those woken during the one before, in the
+    // order woken).
     let mut batch = std::mem::replace(&mut s.ready, std::mem::take(&mut s.spare));
-    for id in batch.drain(..) {
-        serve(rt, id);
+    let mut round = 0;
+    loop {
+        let s = &mut (*rt).sched;
+        let mut woken = std::mem::replace(&mut s.woken, std::mem::take(&mut s.spare_woken));
+        for id in woken.drain(..) {
+            serve(rt, id);
+        }
+        (*rt).sched.spare_woken = woken;
+        if round == 0 {
+            for id in batch.drain(..) {
+                serve(rt, id);
+            }
+        }
+        round += 1;
+        if (*rt).sched.woken.is_empty() || round >= WOKEN_ROUNDS {
+            break;
+        }
     }
     let s = &mut (*rt).sched;
     s.spare = batch;
-    if s.ready.is_empty() {
+    if s.ready.is_empty() && s.woken.is_empty() {
         uv::uv_idle_stop(s.idle);
     }
     if stop_after {
@@ -990,6 +1101,15 @@ unsafe fn serve(rt: *mut Runtime, id: WaitId) {
         let w = take(rt, id).unwrap();
         resume(rt, w, Values::None);
         return;
+    }
+    if let Pending::Woken(wake) = pending {
+        // Channels, semaphores, ...: the other hot path. Pushing the value
+        // neither allocates nor raises, so no protected call is needed.
+        if !(*rt).closing {
+            let w = take(rt, id).unwrap();
+            resume(rt, w, Values::Wake(wake));
+            return;
+        }
     }
     // A wait that ended as it was registered is unhooked only now.
     if let Some((f, ctx)) = w.unhook.take() {
@@ -1015,6 +1135,7 @@ unsafe fn serve(rt: *mut Runtime, id: WaitId) {
         Pending::Joined(t) => {
             deliver(rt, id, |L| task::push_outcome(L, t));
         }
+        Pending::Woken(_) => forget(rt, id), // (closing; served above otherwise)
         Pending::Start(nargs) => {
             let Some(w) = take(rt, id) else { return };
             let (co, task) = (w.co, w.task);
@@ -1069,6 +1190,7 @@ pub unsafe fn shutdown(rt: *mut Runtime) {
     }
     let s = &mut (*rt).sched;
     s.ready.clear();
+    s.woken.clear();
     uv::uv_timer_stop(s.timer);
     uv::uv_idle_stop(s.idle);
 }

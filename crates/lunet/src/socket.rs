@@ -12,6 +12,8 @@ use crate::connect::{self, Start, INVALID};
 use crate::dns;
 use crate::runtime::{self, strerror, Runtime};
 use crate::readbuf::{self, Request};
+use crate::tls;
+use std::ffi::CStr;
 use crate::sockopt::{self, ListenOpts, Opt, Value};
 use crate::stream::{self, Arg, Family, ReadNow, Sock, Timeouts, WriteNow, CLOSED};
 use libuv_sys2 as uv;
@@ -41,6 +43,25 @@ lua_fn! {
         let oi = if unix { 3 } else { 4 };
         let timeout = opts_timeout(L, oi, "socket.listen")?;
         let lo = listen_opts(L, oi, unix)?;
+        // TLS options are checked and the certificate loaded before binding.
+        let server_tls = if ffi::lua_type(L, oi) == ffi::LUA_TTABLE {
+            raw_field(L, oi, c"tls");
+            let r = match ffi::lua_type(L, -1) {
+                ffi::LUA_TNIL => Ok(None),
+                ffi::LUA_TBOOLEAN if ffi::lua_toboolean(L, -1) == 0 => Ok(None),
+                _ => tls_opts(L, -1, "socket.listen").map(Some),
+            };
+            ffi::lua_settop(L, -2);
+            match r? {
+                Some(o) => match (*rt).streams.tls.server(&o) {
+                    Ok(cfg) => Some(cfg),
+                    Err(e) => return Ok(push_fail(L, &e)),
+                },
+                None => None,
+            }
+        } else {
+            None
+        };
         let top = ffi::lua_gettop(L);
         let slot = lunet_abi::handle::push_slot(L, stream::META);
         let proto = to_bytes(L, 1);
@@ -61,6 +82,9 @@ lua_fn! {
             Ok(s) => {
                 (*s).timeouts.read = timeout;
                 stream::fill(slot, s);
+                if let Some(cfg) = server_tls {
+                    stream::set_listener_tls(s, cfg);
+                }
                 Ok(1)
             }
             Err(msg) => {
@@ -484,12 +508,15 @@ lua_fn! {
     }
 }
 
-/// The open socket (connection or listener) at argument 1 for a setter.
-unsafe fn open_arg(L: *mut lua_State, what: &str) -> Result<*mut Sock, Raise> {
+/// The socket (connection or listener) at argument 1 for a time-limit
+/// setter: `Err(None)` for a handle already gone (nothing to set), or the
+/// error to return for a value that is not a socket (argument-error rule:
+/// what a call acts on gives `nil, err`).
+unsafe fn setter_arg(L: *mut lua_State) -> Result<*mut Sock, Option<&'static str>> {
     match stream::arg(L, 1) {
         Arg::Sock(s) => Ok(s),
-        Arg::Dead => Err(format!("{what}: socket closed").into()),
-        Arg::NotSocket => Err(format!("{what} expects a socket (got {})", type_name(L, 1)).into()),
+        Arg::Dead => Err(None),
+        Arg::NotSocket => Err(Some(NOT_SOCKET)),
     }
 }
 
@@ -497,9 +524,12 @@ lua_fn! {
     /// `socket.settimeout(handle, ms | nil)`: the time limit of every later
     /// wait on the handle (read, write, accept); nil = none.
     pub fn l_settimeout(L) {
-        let s = open_arg(L, "socket.settimeout")?;
         let ms = opt_ms(L, 2, "socket.settimeout")?;
-        (*s).timeouts = Timeouts { send: ms, read: ms };
+        match setter_arg(L) {
+            Ok(s) => (*s).timeouts = Timeouts { send: ms, read: ms },
+            Err(Some(msg)) => return Ok(push_fail(L, msg)),
+            Err(None) => {}
+        }
         Ok(0)
     }
 }
@@ -509,12 +539,13 @@ lua_fn! {
     /// order). `connect_ms` is checked but has no effect: a handle exists only
     /// once connected (`connect`'s `opts.timeout` bounds the connect).
     pub fn l_settimeouts(L) {
-        let s = open_arg(L, "socket.settimeouts")?;
         opt_ms(L, 2, "socket.settimeouts")?;
-        (*s).timeouts = Timeouts {
-            send: opt_ms(L, 3, "socket.settimeouts")?,
-            read: opt_ms(L, 4, "socket.settimeouts")?,
-        };
+        let t = Timeouts { send: opt_ms(L, 3, "socket.settimeouts")?, read: opt_ms(L, 4, "socket.settimeouts")? };
+        match setter_arg(L) {
+            Ok(s) => (*s).timeouts = t,
+            Err(Some(msg)) => return Ok(push_fail(L, msg)),
+            Err(None) => {}
+        }
         Ok(0)
     }
 }
@@ -578,6 +609,139 @@ lua_fn! {
             Ok(Value::Int(n)) => ffi::lua_pushnumber(L, n as f64),
             Err(e) => return Ok(push_fail(L, &e)),
         }
+        Ok(1)
+    }
+}
+
+/// A string field of the options table at `idx`, if present.
+unsafe fn opt_string(L: *mut lua_State, idx: c_int, key: &CStr, what: &str) -> Result<Option<String>, Raise> {
+    raw_field(L, idx, key);
+    let r = match ffi::lua_type(L, -1) {
+        ffi::LUA_TNIL => Ok(None),
+        ffi::LUA_TSTRING => Ok(to_bytes(L, -1).map(|b| String::from_utf8_lossy(b).into_owned())),
+        _ => Err(Raise::from(format!("{what}: option {} must be a string (got {})", key.to_string_lossy(), type_name(L, -1)))),
+    };
+    ffi::lua_settop(L, -2);
+    r
+}
+
+/// A boolean field of the options table at `idx`, if present.
+unsafe fn opt_bool(L: *mut lua_State, idx: c_int, key: &CStr, what: &str) -> Result<Option<bool>, Raise> {
+    raw_field(L, idx, key);
+    let r = match ffi::lua_type(L, -1) {
+        ffi::LUA_TNIL => Ok(None),
+        ffi::LUA_TBOOLEAN => Ok(Some(ffi::lua_toboolean(L, -1) != 0)),
+        _ => Err(Raise::from(format!("{what}: option {} must be a boolean (got {})", key.to_string_lossy(), type_name(L, -1)))),
+    };
+    ffi::lua_settop(L, -2);
+    r
+}
+
+/// The TLS options at `idx`: `true` (defaults) or a table.
+pub unsafe fn tls_opts(L: *mut lua_State, idx: c_int, what: &str) -> Result<tls::Opts, Raise> {
+    let mut o = tls::Opts::new();
+    match ffi::lua_type(L, idx) {
+        ffi::LUA_TBOOLEAN if ffi::lua_toboolean(L, idx) != 0 => return Ok(o),
+        ffi::LUA_TTABLE => {}
+        _ => return Err(format!("{what}: tls options must be true or a table (got {})", type_name(L, idx)).into()),
+    }
+    let idx = if idx < 0 { ffi::lua_gettop(L) + idx + 1 } else { idx };
+    o.server_name = opt_string(L, idx, c"server_name", what)?;
+    o.verify = opt_bool(L, idx, c"verify", what)?.unwrap_or(true);
+    o.ca_file = opt_string(L, idx, c"ca_file", what)?;
+    o.cert_file = opt_string(L, idx, c"cert_file", what)?;
+    o.key_file = opt_string(L, idx, c"key_file", what)?;
+    o.client_ca_file = opt_string(L, idx, c"client_ca_file", what)?;
+    raw_field(L, idx, c"alpn");
+    match ffi::lua_type(L, -1) {
+        ffi::LUA_TNIL => {}
+        ffi::LUA_TSTRING => o.alpn = vec![to_bytes(L, -1).unwrap_or_default().to_vec()],
+        ffi::LUA_TTABLE => {
+            for i in 1..=ffi::lua_objlen(L, -1) {
+                ffi::lua_rawgeti(L, -1, i as _);
+                let p = (ffi::lua_type(L, -1) == ffi::LUA_TSTRING).then(|| to_bytes(L, -1)).flatten().filter(|p| !p.is_empty() && p.len() < 256);
+                let Some(p) = p else {
+                    ffi::lua_settop(L, -3);
+                    return Err(format!("{what}: option alpn must list protocol names (strings of 1 to 255 bytes)").into());
+                };
+                o.alpn.push(p.to_vec());
+                ffi::lua_settop(L, -2);
+            }
+        }
+        _ => {
+            ffi::lua_settop(L, -2);
+            return Err(format!("{what}: option alpn must be a string or an array of strings").into());
+        }
+    }
+    ffi::lua_settop(L, -2);
+    Ok(o)
+}
+
+lua_fn! {
+    /// `socket._starttls(conn, opts [, timeout_ms [, host]])` -> true | nil, err
+    /// (yields until the handshake is over); `socket.starttls` and TLS
+    /// connects call it. `opts.server = true` makes our side the server.
+    pub fn l_starttls(L) {
+        const WHAT: &str = "socket.starttls";
+        let o = tls_opts(L, 2, WHAT)?;
+        let server = ffi::lua_type(L, 2) == ffi::LUA_TTABLE && opt_bool(L, 2, c"server", WHAT)?.unwrap_or(false);
+        let timeout = opt_ms(L, 3, WHAT)?;
+        let s = match conn_arg(L) {
+            Ok(s) => s,
+            Err(msg) => return Ok(push_fail(L, msg)),
+        };
+        let rt = runtime::of(L);
+        let session = if server {
+            (*rt).streams.tls.server(&o).and_then(tls::Session::server)
+        } else {
+            let name = match (&o.server_name, to_bytes(L, 4)) {
+                (Some(n), _) => Ok(n.clone()),
+                (None, Some(h)) => Ok(String::from_utf8_lossy(h).into_owned()),
+                (None, None) => match (*s).family {
+                    Family::Tcp => tcp::name(s, true).map(|a| a.ip().to_string()).map_err(strerror),
+                    Family::Unix => Err("tls: a Unix socket needs opts.server_name".to_string()),
+                },
+            };
+            name.and_then(|n| (*rt).streams.tls.client(&o).and_then(|c| tls::Session::client(c, &n)))
+        };
+        let session = match session {
+            Ok(x) => x,
+            Err(e) => return Ok(push_fail(L, &e)),
+        };
+        match stream::starttls(L, s, session, timeout) {
+            Ok(()) => Ok(ffi::lua_yield(L, 0)),
+            Err(e) => Ok(push_fail(L, &e)),
+        }
+    }
+}
+
+lua_fn! {
+    /// `socket.tlsinfo(conn)` -> {version, cipher, alpn, server_name,
+    /// peer_certificate} | nil (plain connection) | nil, err
+    pub fn l_tlsinfo(L) {
+        let s = match conn_arg(L) {
+            Ok(s) => s,
+            Err(msg) => return Ok(push_fail(L, msg)),
+        };
+        let Some(info) = stream::tlsinfo(s) else {
+            ffi::lua_pushnil(L);
+            return Ok(1);
+        };
+        ffi::lua_createtable(L, 0, 5);
+        let set = |key: &CStr, v: Option<&[u8]>| {
+            if let Some(v) = v {
+                push_bytes(L, v);
+                ffi::lua_setfield(L, -2, key.as_ptr());
+            }
+        };
+        set(c"version", info.version.as_deref().map(str::as_bytes));
+        set(c"cipher", info.cipher.as_deref().map(str::as_bytes));
+        set(c"alpn", info.alpn.as_deref());
+        set(c"server_name", info.server_name.as_deref().map(str::as_bytes));
+        set(c"peer_certificate", info.peer_cert.as_deref());
+        set(c"peer_subject", info.peer_subject.as_deref().map(str::as_bytes));
+        ffi::lua_pushboolean(L, info.resumed as c_int);
+        ffi::lua_setfield(L, -2, c"resumed".as_ptr());
         Ok(1)
     }
 }

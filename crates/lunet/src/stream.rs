@@ -32,6 +32,8 @@ use lunet_abi::lua::push_bytes;
 use crate::readbuf::{self, ReadBuf, Request, Scan};
 use crate::runtime::{strerror, Runtime};
 use crate::sched::{self, Shape, Spec, WaitId};
+use crate::tls;
+use std::sync::Arc;
 
 /// Registry name of the socket handles' metatable.
 pub const META: &CStr = c"lunet.socket";
@@ -52,11 +54,13 @@ pub struct Streams {
     rx: Vec<u8>,
     /// Connects in progress (resolving or connecting).
     pub connects: HashSet<*mut c_void>,
+    /// TLS configurations built so far.
+    pub tls: tls::Configs,
 }
 
 impl Default for Streams {
     fn default() -> Self {
-        Streams { read_size: DEFAULT_READ_SIZE, rx: Vec::new(), connects: HashSet::new() }
+        Streams { read_size: DEFAULT_READ_SIZE, rx: Vec::new(), connects: HashSet::new(), tls: tls::Configs::default() }
     }
 }
 
@@ -79,6 +83,8 @@ struct Listen {
     held: bool,
     /// Socket file created by a Unix listener, removed when it closes.
     path: Option<CString>,
+    /// TLS listeners: every accepted connection gets a server session.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 pub struct Sock {
@@ -105,6 +111,8 @@ pub struct Sock {
     read_size: u32,
     reader: Option<WaitId>,
     writes: usize,
+    /// The TLS session of a TLS connection.
+    tls: Option<Box<Tls>>,
     /// Time limits (ms) of write and read (or accept) waits (`settimeouts`).
     pub timeouts: Timeouts,
 }
@@ -122,7 +130,20 @@ struct WriteReq {
     /// Registry reference to the Lua string being written: libuv reads it
     /// until the callback, even if the writer stopped waiting.
     data_ref: c_int,
+    /// Or bytes of our own (TLS records), kept until the callback.
+    #[allow(dead_code)]
+    owned: Vec<u8>,
 }
+
+/// A TLS connection's session and the coroutine waiting for its handshake.
+struct Tls {
+    session: tls::Session,
+    handshaker: Option<WaitId>,
+}
+
+/// `Sock::error` of a connection whose TLS session failed (the message is
+/// the session's).
+const ETLS: c_int = -0x7154;
 
 impl Sock {
     /// Allocates a socket whose libuv handle the caller initialises next.
@@ -145,6 +166,7 @@ impl Sock {
             read_size: 0,
             reader: None,
             writes: 0,
+            tls: None,
             timeouts: Timeouts::default(),
         }))
     }
@@ -315,6 +337,10 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
     if nread > 0 {
         // (The receive buffer is only replaced by the next on_alloc.)
         let data: &[u8] = std::slice::from_raw_parts((*rt).streams.rx.as_ptr(), nread as usize);
+        if (*s).tls.is_some() {
+            tls_input(s, Some(data));
+            return;
+        }
         let Some(id) = (*s).reader else {
             let sk = &mut *s;
             sk.rbuf.extend(data);
@@ -354,8 +380,13 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
     (*s).reading = false;
     if code == uv::uv_errno_t_UV_EOF as c_int {
         (*s).eof = true;
+        if (*s).tls.is_some() {
+            tls_input(s, None);
+            return;
+        }
     } else {
         (*s).error = code;
+        end_handshake(s);
     }
     serve_reader(s);
 }
@@ -366,7 +397,7 @@ unsafe fn serve_reader(s: *mut Sock) {
     let Some(id) = (*s).reader else { return };
     let rt = (*s).rt;
     let sk = &mut *s;
-    match sk.rbuf.scan(&sk.req, sk.eof) {
+    match sk.rbuf.scan(&sk.req, sk.eof && sk.error == 0) {
         Scan::Ready { len, consume } => {
             take_reader(s);
             sched::complete(rt, id, |co| {
@@ -433,16 +464,24 @@ unsafe fn push_framed_fail(L: *mut lua_State, s: *mut Sock, msg: &str) -> c_int 
 unsafe fn push_read_end(L: *mut lua_State, s: *mut Sock) -> c_int {
     let code = (*s).error;
     if (*s).req.framed() {
-        let msg = if code == 0 { PEER_CLOSED.to_string() } else { strerror(code) };
+        let msg = if code == 0 { PEER_CLOSED.to_string() } else { error_text(s) };
         return push_framed_fail(L, s, &msg);
     }
     ffi::lua_pushnil(L);
     if code == 0 {
         ffi::lua_pushnil(L);
     } else {
-        push_bytes(L, strerror(code).as_bytes());
+        push_bytes(L, error_text(s).as_bytes());
     }
     2
+}
+
+/// The text of the connection's sticky error.
+unsafe fn error_text(s: *mut Sock) -> String {
+    match (&(*s).tls, (*s).error) {
+        (Some(t), ETLS) => t.session.error.clone().unwrap_or_else(|| "tls: failed".into()),
+        (_, code) => strerror(code),
+    }
 }
 
 /// What `socket.read` does with a connection: returns immediately with
@@ -463,7 +502,7 @@ pub unsafe fn read(L: *mut lua_State, s: *mut Sock, req: Request) -> ReadNow {
     sk.rbuf.restart();
     sk.req = req;
     if !sk.rbuf.is_empty() || ended || sk.req == Request::Exactly(0) {
-        match sk.rbuf.scan(&sk.req, sk.eof) {
+        match sk.rbuf.scan(&sk.req, sk.eof && sk.error == 0) {
             Scan::Ready { len, consume } => {
                 // Pushed before it is consumed: a push that raises loses nothing.
                 push_bytes(L, &(*s).rbuf.bytes()[..len]);
@@ -540,6 +579,33 @@ pub unsafe fn write(L: *mut lua_State, s: *mut Sock, bufs: &mut [uv::uv_buf_t], 
     if (*s).shut {
         return WriteNow::Done(Some(SHUT.to_string()));
     }
+    if let Some(t) = (*s).tls.as_mut() {
+        let mut out = Vec::new();
+        for b in bufs.iter() {
+            let bytes = std::slice::from_raw_parts(b.base as *const u8, b.len);
+            if let Err(e) = t.session.encrypt(bytes, &mut out) {
+                return WriteNow::Done(Some(e));
+            }
+        }
+        // (Before the handshake ends rustls keeps the plaintext and sends it
+        // once it can; the write is then done as far as the script goes.)
+        let mut one = [uv::uv_buf_t { base: out.as_mut_ptr().cast(), len: out.len() }];
+        return send(Some(L), s, &mut one, Keep::Owned(out));
+    }
+    send(Some(L), s, bufs, Keep::Lua(anchor_idx))
+}
+
+/// What keeps the bytes of a queued write alive.
+enum Keep {
+    /// The Lua value at this index of the writer's stack.
+    Lua(c_int),
+    Owned(Vec<u8>),
+}
+
+/// Sends `bufs` after every queued write: at once if the kernel takes them,
+/// else queued. With `L` the caller waits for a queued write; without, it
+/// goes out in the background.
+unsafe fn send(L: Option<*mut lua_State>, s: *mut Sock, bufs: &mut [uv::uv_buf_t], keep: Keep) -> WriteNow {
     let total: usize = bufs.iter().map(|b| b.len).sum();
     if total == 0 {
         return WriteNow::Done(None);
@@ -557,16 +623,25 @@ pub unsafe fn write(L: *mut lua_State, s: *mut Sock, bufs: &mut [uv::uv_buf_t], 
         }
     }
     let rest = &bufs[first..];
-    let wr = Box::into_raw(Box::new(WriteReq { req: std::mem::zeroed(), sock: s, wait: None, data_ref: ffi::LUA_NOREF }));
+    let (data_ref, owned) = match keep {
+        Keep::Lua(idx) => {
+            let L = L.expect("a Lua anchor comes with its coroutine");
+            ffi::lua_pushvalue(L, idx);
+            (ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX), Vec::new())
+        }
+        // (Moving the Vec into the request keeps its heap bytes in place.)
+        Keep::Owned(v) => (ffi::LUA_NOREF, v),
+    };
+    let wr = Box::into_raw(Box::new(WriteReq { req: std::mem::zeroed(), sock: s, wait: None, data_ref, owned }));
     (*wr).req.data = wr.cast();
     let rc = uv::uv_write(&mut (*wr).req, Sock::stream(s), rest.as_ptr(), rest.len() as u32, Some(on_write));
     if rc != 0 {
-        drop(Box::from_raw(wr));
+        let wr = Box::from_raw(wr);
+        ffi::luaL_unref((*(*s).rt).aux, ffi::LUA_REGISTRYINDEX, wr.data_ref);
         return WriteNow::Done(Some(strerror(rc)));
     }
     (*s).writes += 1;
-    ffi::lua_pushvalue(L, anchor_idx);
-    (*wr).data_ref = ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX);
+    let Some(L) = L else { return WriteNow::Done(None) };
     let spec = Spec::new(Shape::One).timeout((*s).timeouts.send).unhook(unhook_writer, wr.cast());
     (*wr).wait = Some(sched::park((*s).rt, L, spec));
     WriteNow::Wait
@@ -632,6 +707,14 @@ pub unsafe fn shutdown_write(L: *mut lua_State, s: *mut Sock) -> Result<(), Stri
     if (*s).shut {
         return Err(SHUT.to_string());
     }
+    if let Some(t) = (*s).tls.as_mut() {
+        let mut out = Vec::new();
+        t.session.close_notify(&mut out);
+        let mut one = [uv::uv_buf_t { base: out.as_mut_ptr().cast(), len: out.len() }];
+        if let WriteNow::Done(Some(e)) = send(None, s, &mut one, Keep::Owned(out)) {
+            return Err(e);
+        }
+    }
     let sr = Box::into_raw(Box::new(ShutdownReq { req: std::mem::zeroed(), sock: s, wait: None }));
     (*sr).req.data = sr.cast();
     let rc = uv::uv_shutdown(&mut (*sr).req, Sock::stream(s), Some(on_shutdown));
@@ -669,6 +752,154 @@ unsafe extern "C" fn on_shutdown(req: *mut uv::uv_shutdown_t, status: c_int) {
     });
 }
 
+// ---------------------------------------------------------------- TLS
+
+/// Feeds ciphertext that arrived (`None`: the peer ended the stream) to the
+/// connection's session: plaintext goes to the read buffer, records rustls
+/// has to send go out in the background, a finished or failed handshake
+/// wakes its waiter, and the reader is served.
+unsafe fn tls_input(s: *mut Sock, input: Option<&[u8]>) {
+    let rbuf: *mut ReadBuf = &mut (*s).rbuf;
+    let req: *const Request = &(*s).req;
+    let waiting = (*s).reader.is_some();
+    let t = (*s).tls.as_mut().unwrap();
+    let fed = t.session.feed(input, &mut |plain| {
+        if waiting {
+            (*rbuf).reserve_for(&*req, MAX_READ_SIZE);
+        }
+        (*rbuf).extend(plain);
+    });
+    let failed = t.session.error.is_some();
+    if !fed.out.is_empty() {
+        let mut out = fed.out;
+        let mut one = [uv::uv_buf_t { base: out.as_mut_ptr().cast(), len: out.len() }];
+        send(None, s, &mut one, Keep::Owned(out));
+    }
+    if failed && (*s).error == 0 {
+        (*s).error = ETLS;
+        if (*s).reading {
+            uv::uv_read_stop(Sock::stream(s));
+            (*s).reading = false;
+        }
+    }
+    if fed.handshake_done || failed || input.is_none() {
+        end_handshake(s);
+    }
+    if (*s).reader.is_none() {
+        if (*s).reading && (*s).rbuf.len() >= high_water(read_size(s)) {
+            uv::uv_read_stop(Sock::stream(s));
+            (*s).reading = false;
+        }
+        return;
+    }
+    serve_reader(s);
+}
+
+/// Wakes the coroutine waiting for the handshake, if it is over: `true`, or
+/// `nil, err` when the session or the connection failed.
+unsafe fn end_handshake(s: *mut Sock) {
+    let Some(t) = (*s).tls.as_mut() else { return };
+    if t.session.handshaking() && (*s).error == 0 && !(*s).eof {
+        return;
+    }
+    let Some(id) = t.handshaker.take() else { return };
+    uv::uv_unref(Sock::handle(s));
+    let err = match (*s).error {
+        0 if !t.session.handshaking() => None,
+        0 => Some("tls: the peer closed the connection during the handshake".to_string()),
+        _ => Some(error_text(s)),
+    };
+    sched::complete((*s).rt, id, |co| match &err {
+        None => {
+            ffi::lua_pushboolean(co, 1);
+            1
+        }
+        Some(e) => lunet_abi::lua::push_fail(co, e),
+    });
+}
+
+unsafe fn unhook_handshaker(_rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
+    let s = ctx as *mut Sock;
+    if let Some(t) = (*s).tls.as_mut() {
+        if t.handshaker == Some(id) {
+            t.handshaker = None;
+            uv::uv_unref(Sock::handle(s));
+        }
+    }
+}
+
+/// Whether `s` speaks TLS.
+pub unsafe fn is_tls(s: *mut Sock) -> bool {
+    (*s).tls.is_some()
+}
+
+/// `socket.starttls`: makes `s` a TLS connection with `session` and parks
+/// the caller until the handshake is over (`timeout` in ms, or the
+/// connection's read limit). Bytes already buffered are the peer's first
+/// records. `Err` is an immediate failure.
+///
+/// # Safety
+/// `L` is the running coroutine; `s` a live, open connection.
+pub unsafe fn starttls(L: *mut lua_State, s: *mut Sock, session: tls::Session, timeout: Option<u64>) -> Result<(), String> {
+    if (*s).tls.is_some() {
+        return Err("tls: the connection already speaks TLS".into());
+    }
+    if (*s).reader.is_some() {
+        return Err("another read already in progress".into());
+    }
+    if (*s).shut {
+        return Err(SHUT.into());
+    }
+    if (*s).error != 0 {
+        return Err(error_text(s));
+    }
+    (*s).tls = Some(Box::new(Tls { session, handshaker: None }));
+    let early = std::mem::take(&mut (*s).rbuf);
+    let mut hello = Vec::new();
+    (*s).tls.as_mut().unwrap().session.take_output(&mut hello);
+    if !hello.is_empty() {
+        let mut one = [uv::uv_buf_t { base: hello.as_mut_ptr().cast(), len: hello.len() }];
+        if let WriteNow::Done(Some(e)) = send(None, s, &mut one, Keep::Owned(hello)) {
+            return Err(e);
+        }
+    }
+    let spec = Spec::new(Shape::Two).timeout(timeout.or((*s).timeouts.read)).unhook(unhook_handshaker, s.cast());
+    let id = sched::park((*s).rt, L, spec);
+    uv::uv_ref(Sock::handle(s));
+    (*s).tls.as_mut().unwrap().handshaker = Some(id);
+    if !early.is_empty() {
+        tls_input(s, Some(early.bytes()));
+    }
+    if (*s).eof {
+        tls_input(s, None);
+    } else if !(*s).reading {
+        (*s).reading = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read)) == 0;
+    }
+    Ok(())
+}
+
+/// `socket.tlsinfo`: what the session negotiated (None for a plain socket).
+///
+/// # Safety
+/// `s` a live socket.
+pub unsafe fn tlsinfo(s: *mut Sock) -> Option<tls::Info> {
+    (*s).tls.as_ref().map(|t| t.session.info())
+}
+
+/// Sends close_notify (best effort, never waiting) before a close.
+unsafe fn tls_goodbye(s: *mut Sock) {
+    let Some(t) = (*s).tls.as_mut() else { return };
+    if (*s).writes > 0 || (*s).shut || (*s).error != 0 {
+        return;
+    }
+    let mut out = Vec::new();
+    t.session.close_notify(&mut out);
+    if !out.is_empty() {
+        let buf = uv::uv_buf_t { base: out.as_mut_ptr().cast(), len: out.len() };
+        uv::uv_try_write(Sock::stream(s), &buf, 1);
+    }
+}
+
 // ---------------------------------------------------------------- listening
 
 /// Makes `s` (bound, initialised) a listener.
@@ -676,8 +907,18 @@ unsafe extern "C" fn on_shutdown(req: *mut uv::uv_shutdown_t, status: c_int) {
 /// # Safety
 /// `s` must be a bound socket without a listener state.
 pub unsafe fn listen(s: *mut Sock, path: Option<CString>, backlog: c_int) -> c_int {
-    (*s).listen = Some(Box::new(Listen { queue: VecDeque::new(), accepter: None, held: false, path }));
+    (*s).listen = Some(Box::new(Listen { queue: VecDeque::new(), accepter: None, held: false, path, tls: None }));
     uv::uv_listen(Sock::stream(s), backlog, Some(on_connection))
+}
+
+/// Makes `s` (a listener) a TLS listener.
+///
+/// # Safety
+/// `s` a live listener.
+pub unsafe fn set_listener_tls(s: *mut Sock, cfg: Arc<rustls::ServerConfig>) {
+    if let Some(l) = (*s).listen.as_mut() {
+        l.tls = Some(cfg);
+    }
 }
 
 unsafe extern "C" fn on_connection(server: *mut uv::uv_stream_t, status: c_int) {
@@ -704,6 +945,15 @@ unsafe fn accept_one(s: *mut Sock) {
     if uv::uv_accept(Sock::stream(s), Sock::stream(c)) != 0 {
         close(c, false);
         return;
+    }
+    if let Some(cfg) = (*s).listen.as_ref().unwrap().tls.clone() {
+        match tls::Session::server(cfg) {
+            Ok(session) => (*c).tls = Some(Box::new(Tls { session, handshaker: None })),
+            Err(_) => {
+                close(c, false);
+                return;
+            }
+        }
     }
     begin(c);
     let l = (*s).listen.as_mut().unwrap();
@@ -791,6 +1041,10 @@ pub unsafe fn close(s: *mut Sock, wake: bool) {
         }
     }
     if let Some(id) = (*s).reader.take() {
+        woken.push((id, CLOSED));
+    }
+    tls_goodbye(s);
+    if let Some(id) = (*s).tls.as_mut().and_then(|t| t.handshaker.take()) {
         woken.push((id, CLOSED));
     }
     (*s).rbuf.clear();

@@ -20,6 +20,37 @@ use crate::waits::millis;
 
 pub const META: &CStr = c"lunet.task";
 
+/// Called when a watched task ends, its state set (before its error is
+/// reported); returns whether the watcher takes the error in charge (it will
+/// hand it to a waiting caller, so it is not reported).
+pub type Watch = unsafe fn(rt: *mut Runtime, ctx: *mut c_void, t: *mut Task) -> bool;
+
+/// Calls `f(rt, ctx, t)` when `t` ends (`t` must be live). A watcher that
+/// must not run any more removes itself with [`unwatch`].
+///
+/// # Safety
+/// Loop thread; `ctx` valid until called or unwatched.
+pub unsafe fn watch(t: *mut Task, f: Watch, ctx: *mut c_void) {
+    (*t).watchers.push((f, ctx));
+}
+
+/// Removes a watcher added by [`watch`] (all entries of it).
+///
+/// # Safety
+/// `t` alive.
+pub unsafe fn unwatch(t: *mut Task, f: Watch, ctx: *mut c_void) {
+    (*t).watchers.retain(|&(g, c)| !(std::ptr::fn_addr_eq(g, f) && c == ctx));
+}
+
+/// Calls the watchers of an ended task; whether one takes its error.
+unsafe fn notify(rt: *mut Runtime, t: *mut Task) -> bool {
+    let mut taken = false;
+    for (f, ctx) in std::mem::take(&mut (*t).watchers) {
+        taken |= f(rt, ctx, t);
+    }
+    taken
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum State {
     Live,
@@ -41,6 +72,8 @@ pub struct Task {
     /// The wait the task is in, if any.
     pub wait: Option<WaitId>,
     joiners: Vec<WaitId>,
+    /// Called when the task ends (`wait_any`, task groups).
+    watchers: Vec<(Watch, *mut c_void)>,
     /// Userdata handles pointing at this task.
     handles: u32,
     /// Number of results on the coroutine's stack once done.
@@ -110,7 +143,7 @@ pub unsafe fn finished(rt: *mut Runtime, t: *mut Task, ok: bool) {
             (*t).state = State::Cancelled;
         } else {
             (*t).state = State::Failed;
-            if (*t).joiners.is_empty() {
+            if !notify(rt, t) && (*t).joiners.is_empty() {
                 sched::report(rt, co, t);
             }
         }
@@ -118,6 +151,7 @@ pub unsafe fn finished(rt: *mut Runtime, t: *mut Task, ok: bool) {
         ffi::lua_settop(co, 1);
         (*t).nres = 1;
     }
+    notify(rt, t);
     wake_joiners(rt, t);
     unpin(rt, t);
 }
@@ -130,6 +164,7 @@ pub unsafe fn cancelled_before_start(rt: *mut Runtime, t: *mut Task) {
     (*rt).sched.tasks.remove(&((*t).co as usize));
     (*t).state = State::Cancelled;
     (*t).wait = None;
+    notify(rt, t);
     wake_joiners(rt, t);
 }
 
@@ -138,6 +173,15 @@ unsafe fn wake_joiners(rt: *mut Runtime, t: *mut Task) {
         sched::joined_later(rt, id, t);
     }
     maybe_free(rt, t);
+}
+
+/// Pushes the error value of a failed task.
+///
+/// # Safety
+/// `t` failed; `L` has a free slot.
+pub unsafe fn push_error(L: *mut lua_State, t: *mut Task) {
+    ffi::lua_pushvalue((*t).co, 1);
+    ffi::lua_xmove((*t).co, L, 1);
 }
 
 /// Pushes what `join` returns for an ended task: `true, ...results`,
@@ -182,13 +226,28 @@ lua_fn! {
     /// `lunet.spawn(fn, ...)` -> task: runs `fn(...)` in a new coroutine, now,
     /// up to its first wait.
     pub fn l_spawn(L) {
-        if ffi::lua_type(L, 1) != ffi::LUA_TFUNCTION {
-            return Err(format!("lunet.spawn expects a function (got {})", type_name(L, 1)).into());
-        }
         let rt = runtime::of(L);
-        let n = ffi::lua_gettop(L);
+        let (t, nargs) = create(L, rt, 1, "lunet.spawn")?;
+        sched::start(rt, (*t).co, nargs, t);
+        Ok(1)
+    }
+}
+
+/// Creates a task for the function at `base` and the arguments above it,
+/// pushes its handle, and returns it with its argument count; the caller
+/// starts it with [`sched::start`] (after setting up what must be in place
+/// before its first run).
+///
+/// # Safety
+/// Loop thread; `L` the calling state of an entry point.
+pub unsafe fn create(L: *mut lua_State, rt: *mut Runtime, base: c_int, what: &str) -> Result<(*mut Task, c_int), Raise> {
+    {
+        if ffi::lua_type(L, base) != ffi::LUA_TFUNCTION {
+            return Err(format!("{what} expects a function (got {})", type_name(L, base)).into());
+        }
+        let n = ffi::lua_gettop(L) - base + 1;
         if ffi::lua_checkstack(L, n + 4) == 0 {
-            return Err("lunet.spawn: too many arguments".into());
+            return Err(format!("{what}: too many arguments").into());
         }
         let co = ffi::lua_newthread(L);
         let co_ref = ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX);
@@ -201,18 +260,18 @@ lua_fn! {
             deadline: None,
             wait: None,
             joiners: Vec::new(),
+            watchers: Vec::new(),
             handles: 0,
             nres: 0,
         }));
         push(L, t);
         (*rt).sched.tasks.insert(co as usize, t);
         ffi::lua_checkstack(co, n + 1);
-        for i in 1..=n {
+        for i in base..base + n {
             ffi::lua_pushvalue(L, i);
         }
         ffi::lua_xmove(L, co, n);
-        sched::start(rt, co, n - 1, t);
-        Ok(1)
+        Ok((t, n - 1))
     }
 }
 
@@ -269,19 +328,28 @@ lua_fn! {
     pub fn l_cancel(L) {
         let t = arg(L, 1, "task:cancel")?;
         let rt = runtime::of(L);
-        if (*t).state == State::Live && !(*t).cancelled {
-            if ffi::lua_type(L, 2) > ffi::LUA_TNIL {
-                ffi::lua_pushvalue(L, 2);
-                (*t).reason = ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX);
-            }
-            (*t).cancelled = true;
-            if let Some(id) = (*t).wait {
-                if sched::is_waiting(rt, id) {
-                    sched::cancel_wait(rt, id);
-                }
+        if (*t).state == State::Live && !(*t).cancelled && ffi::lua_type(L, 2) > ffi::LUA_TNIL {
+            ffi::lua_pushvalue(L, 2);
+            (*t).reason = ffi::luaL_ref(L, ffi::LUA_REGISTRYINDEX);
+        }
+        cancel(rt, t);
+        Ok(0)
+    }
+}
+
+/// Cancels a live task (see `task:cancel`); nothing for an ended or
+/// already cancelled one.
+///
+/// # Safety
+/// Loop thread; `t` alive.
+pub unsafe fn cancel(rt: *mut Runtime, t: *mut Task) {
+    if (*t).state == State::Live && !(*t).cancelled {
+        (*t).cancelled = true;
+        if let Some(id) = (*t).wait {
+            if sched::is_waiting(rt, id) {
+                sched::cancel_wait(rt, id);
             }
         }
-        Ok(0)
     }
 }
 

@@ -8,7 +8,7 @@
 -- returns fn's results, or raises fn's error in the caller, or raises
 -- "timeout" when timeout_ms ran out first (the task is cancelled).
 local lunet = require("lunet")
-local M = {}
+local M = { _VERSION = lunet._VERSION }
 
 local function outcome(ok, ...)
   return ok, select("#", ...), { ... }

@@ -533,8 +533,9 @@ lua_fn! {
         let ms = opt_ms(L, 2, "udp.settimeout")?;
         match arg(L, 1) {
             Arg::Udp(s) => (*s).timeout = ms,
-            Arg::Dead => return Err("udp.settimeout: udp closed".into()),
-            Arg::NotUdp => return Err(format!("udp.settimeout expects a UDP handle (got {})", type_name(L, 1)).into()),
+            Arg::Dead => {}
+            // (Argument-error rule: what a call acts on gives nil, err.)
+            Arg::NotUdp => return Ok(push_fail(L, NOT_UDP)),
         }
         Ok(0)
     }

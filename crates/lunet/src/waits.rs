@@ -16,6 +16,22 @@ impl WaitId {
     pub fn slot(self) -> u32 {
         self.idx
     }
+
+    /// The id as one number (for the ABI's wait tokens): the bits of the
+    /// generation and the slot, inverted so that it is never 0 (that would
+    /// take slot `u32::MAX`, and four billion waits at once).
+    pub fn to_bits(self) -> u64 {
+        !((self.gen as u64) << 32 | self.idx as u64)
+    }
+
+    /// The id [`WaitId::to_bits`] gave (`None` for 0).
+    pub fn from_bits(bits: u64) -> Option<WaitId> {
+        if bits == 0 {
+            return None;
+        }
+        let v = !bits;
+        Some(WaitId { idx: v as u32, gen: (v >> 32) as u32 })
+    }
 }
 
 struct Slot<T> {
@@ -217,6 +233,23 @@ pub fn millis(ms: f64) -> Result<u64, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_survive_the_trip_through_a_token() {
+        let mut slab: Slab<u8> = Slab::default();
+        let a = slab.insert(1);
+        slab.remove(a);
+        let b = slab.insert(2); // same slot, next generation
+        for id in [a, b] {
+            let bits = id.to_bits();
+            assert_ne!(bits, 0);
+            assert_eq!(WaitId::from_bits(bits), Some(id));
+        }
+        assert_ne!(a.to_bits(), b.to_bits());
+        assert_eq!(WaitId::from_bits(0), None);
+        let big = WaitId { idx: 123_456, gen: u32::MAX };
+        assert_eq!(WaitId::from_bits(big.to_bits()), Some(big));
+    }
 
     #[test]
     fn stale_ids_never_match() {

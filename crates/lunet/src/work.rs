@@ -158,3 +158,21 @@ unsafe extern "C" fn on_after(req: *mut uv::uv_work_t, _status: c_int) {
         after(std::ptr::null_mut(), data);
     }
 }
+
+/// `LunetAbi::wait`; see its documentation.
+pub unsafe extern "C" fn abi_wait(ctx: *mut c_void, co: *mut lua_State, timeout_ms: i64) -> u64 {
+    let rt = ctx as *mut Runtime;
+    if (*rt).closing {
+        return 0;
+    }
+    let timeout = u64::try_from(timeout_ms).ok();
+    sched::park(rt, co, Spec::new(Shape::Two).timeout(timeout)).to_bits()
+}
+
+/// `LunetAbi::wake`; see its documentation.
+pub unsafe extern "C" fn abi_wake(ctx: *mut c_void, token: u64) -> c_int {
+    match WaitId::from_bits(token) {
+        Some(id) => sched::wake_plain_later(ctx as *mut Runtime, id) as c_int,
+        None => 0,
+    }
+}
