@@ -98,6 +98,7 @@ bench: build
 	LUNET_SQLITE3_FLOOR=target/release/examples/sqlite3_floor bench/dbconc.sh
 	@scripts/deps.sh bench
 	bench/net.sh
+	bench/mcp_sse.sh
 	bench/tls.sh
 	bench/compare.sh
 	bench/workers.sh

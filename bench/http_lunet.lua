@@ -15,7 +15,6 @@
 -- idle-connection memory measurement); SIGTERM exits.
 local lunet = require("lunet")
 local socket = require("lunet.socket")
-local signal = require("lunet.signal")
 
 local BODY = "Hello, World!"
 local RESPONSE = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
@@ -88,15 +87,4 @@ lunet.spawn(function()
   end
 end)
 
-lunet.spawn(function()
-  while signal.wait("USR1") do
-    collectgarbage("collect")
-    print(("lua heap KiB %.1f"):format(collectgarbage("count")))
-    io.stdout:flush()
-  end
-end)
-
-lunet.spawn(function()
-  signal.wait("TERM")
-  os.exit(0, true)
-end)
+require("bench.server_signals")()

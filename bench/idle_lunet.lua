@@ -9,7 +9,6 @@
 -- SIGUSR1 prints the Lua heap after a full collection; SIGTERM exits.
 local lunet = require("lunet")
 local socket = require("lunet.socket")
-local signal = require("lunet.signal")
 
 local listener = assert(socket.listen("tcp", "127.0.0.1", tonumber(arg[1]) or 0))
 local _, port = socket.getsockname(listener)
@@ -25,15 +24,4 @@ lunet.spawn(function()
   end
 end)
 
-lunet.spawn(function()
-  while signal.wait("USR1") do
-    collectgarbage("collect")
-    print(("lua heap KiB %.1f"):format(collectgarbage("count")))
-    io.stdout:flush()
-  end
-end)
-
-lunet.spawn(function()
-  signal.wait("TERM")
-  os.exit(0, true)
-end)
+require("bench.server_signals")()

@@ -8,6 +8,8 @@
 #      against a plain C epoll server (bench/echo_server.c), both driven by
 #      bench/loadclient.c.
 #   3. RSS per idle connection with 5,000 connections open.
+#   lunet-http (bench/http_serve.lua) is the same hello answered through
+#   lunet.http's http.serve, in 1 and 3, and in a run with 1,000 connections.
 #
 # Servers run pinned to CPU 0, load generators to CPU 1, everything on
 # 127.0.0.1, every run bounded in time. Server CPU time comes from
@@ -147,7 +149,7 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=" ? v <= 
 # ------------------------------------------------------------------ HTTP
 
 wrk_run() { # seconds -> wrk output on stdout
-  taskset -c 1 wrk -t1 -c50 -d"$1"s --latency "http://127.0.0.1:$SERVER_PORT/"
+  taskset -c 1 wrk -t1 -c"${WRK_CONNS:-50}" -d"$1"s --latency "http://127.0.0.1:$SERVER_PORT/"
 }
 
 wrk_p99_ms() { # wrk prints 99% with us/ms/s units
@@ -196,7 +198,8 @@ start_named() {
     lunet) start_server lunet "$port" "$BUILD/lunet-run" bench/http_lunet.lua "$port" ;;
     lunet-lines) HTTP_READ=lines start_server lunet-lines "$port" "$BUILD/lunet-run" bench/http_lunet.lua "$port" ;;
     luv) start_server luv "$port" luajit bench/http_luv.lua "$port" ;;
-    nginx)
+    lunet-http|lunet-http-1k) start_server "$1" "$port" "$BUILD/lunet-run" bench/http_serve.lua "$port" ;;
+    nginx|nginx-1k)
       nginx_conf "$RUN/nginx" "$port"
       start_server nginx "$port" nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/logs/error.log"
       ;;
@@ -233,7 +236,8 @@ if [ -z "$ONLY" ] || [ "$ONLY" = http ]; then
   echo
   echo "== HTTP keep-alive hello world: wrk -t1 -c50 -d${SECS}s, $ROUNDS round(s) (server on CPU 0, wrk on CPU 1), syscalls by $COUNTER"
   for ((round = 1; round <= ROUNDS; round++)); do
-    for s in lunet lunet-lines luv nginx; do http_bench "$s"; done
+    for s in lunet lunet-lines lunet-http luv nginx; do http_bench "$s"; done
+    add cpu_http_nginx "$(calc "${V[cpu/lunet-http]##* } / ${V[cpu/nginx]##* }")"
     add cpu_lines "$(calc "${V[cpu/lunet-lines]##* } / ${V[cpu/lunet]##* }")"
     r=${V[cpu/lunet]##* }
     add cpu_nginx "$(calc "$r / ${V[cpu/nginx]##* }")"
@@ -243,16 +247,30 @@ if [ -z "$ONLY" ] || [ "$ONLY" = http ]; then
     add rps_luv "$(calc "$r / ${V[rps/luv]##* }")"
   done
   printf '%-11s %-22s %-20s %-18s %-20s %-20s\n' server "req/s" "CPU us/request" "syscalls/request" "p99 ms" "RSS KiB"
-  for s in lunet lunet-lines luv nginx; do
+  for s in lunet lunet-lines lunet-http luv nginx; do
     printf '%-11s %-22s %-20s %-18s %-20s %-20s\n' "$s" "$(show %.0f "rps/$s")" "$(show %.2f "cpu/$s")" \
       "$(show %.2f "sys/$s")" "$(show %.2f "p99/$s")" "$(show %.0f "rss/$s")"
   done
   echo "syscalls per request by kind (last round):"
-  for s in lunet lunet-lines luv nginx; do echo "  $s: ${SYSTOP[$s]}"; done
+  for s in lunet lunet-lines lunet-http luv nginx; do echo "  $s: ${SYSTOP[$s]}"; done
   echo "lunet-lines/lunet (read \"*l\" vs the hand-rolled buffer): CPU per request $(show %.2f cpu_lines) (target <= 1.0: $(verdict "$(med cpu_lines)" "<=" 1.0))"
   echo "lunet/nginx: req/s $(show %.2f rps_nginx), CPU per request $(show %.2f cpu_nginx) (target <= 0.95: $(verdict "$(med cpu_nginx)" "<=" 0.95))"
   echo "lunet/luv:   req/s $(show %.2f rps_luv), CPU per request $(show %.2f cpu_luv)"
   echo "lunet syscalls per request: $(show %.2f sys/lunet) (target <= 2.1: $(verdict "$(med sys/lunet)" "<=" 2.1))"
+  echo "lunet-http/nginx (http.serve vs return 200): CPU per request $(show %.2f cpu_http_nginx) (target <= 1.0: $(verdict "$(med cpu_http_nginx)" "<=" 1.0))"
+  echo
+  echo "== HTTP keep-alive hello world with 1,000 connections: wrk -t1 -c1000 -d${SECS}s, lunet.http against nginx"
+  ulimit -n 4096 2>/dev/null || true
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for s in lunet-http-1k nginx-1k; do WRK_CONNS=1000 http_bench "$s"; done
+    add cpu_http_nginx_1k "$(calc "${V[cpu/lunet-http-1k]##* } / ${V[cpu/nginx-1k]##* }")"
+  done
+  printf '%-14s %-22s %-20s %-18s %-20s %-20s\n' server "req/s" "CPU us/request" "syscalls/request" "p99 ms" "RSS KiB"
+  for s in lunet-http-1k nginx-1k; do
+    printf '%-14s %-22s %-20s %-18s %-20s %-20s\n' "$s" "$(show %.0f "rps/$s")" "$(show %.2f "cpu/$s")" \
+      "$(show %.2f "sys/$s")" "$(show %.2f "p99/$s")" "$(show %.0f "rss/$s")"
+  done
+  echo "lunet-http/nginx with 1,000 connections: CPU per request $(show %.2f cpu_http_nginx_1k) (target <= 1.0: $(verdict "$(med cpu_http_nginx_1k)" "<=" 1.0))"
 fi
 
 # ------------------------------------------------------------------ echo
@@ -348,7 +366,7 @@ if [ -z "$ONLY" ] || [ "$ONLY" = idle ]; then
     echo "    lunet-hold: accepted handles kept in a table, no coroutine; c-echo: bench/echo_server.c)"
     printf '%-10s %-8s %11s %11s %10s\n' server state "RSS0 KiB" "RSS1 KiB" "KiB/conn"
     for s in lunet lunet-lines lunet-hold luv nginx c-echo; do idle_bench "$s"; done
-    for s in lunet lunet-lines luv nginx; do idle_bench "$s" request; done
-    echo "targets for lunet: <= 0.6 KB per idle connection, <= 0.7 KB after one request"
+    for s in lunet lunet-lines lunet-http luv nginx; do idle_bench "$s" request; done
+    echo "targets for lunet: <= 0.6 KB per idle connection, <= 0.7 KB after one request (lunet-http too)"
   fi
 fi

@@ -1,67 +1,58 @@
--- 02: a tiny router: paths with :params, per-method handlers, 404 and 405.
+-- 02: a tiny router on lunet.http: paths with :params, per-method handlers,
+-- 404 and 405.
 --
 --   build/release/lunet-run examples/02_http_routing.lua [port]    (default 8080)
 --   curl http://127.0.0.1:8080/users/42
 --   curl http://127.0.0.1:8080/users/42/posts/7
 --   curl -X POST --data 'ping' http://127.0.0.1:8080/echo
+--
+-- (examples/socket/02_http_routing.lua is the same router on plain lunet.socket.)
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib/?.lua;" .. package.path
-local http = require("tinyhttp")
 local lunet = require("lunet")
+local http = require("lunet.http")
+local common = require("common")
 
-local routes = {}
-
--- Turns "/users/:id" into a Lua pattern and the list of parameter names.
--- Handlers run in the connection's task, so they may wait.
----@param handler async fun(req: table, params: table<string, string>): integer, any, string?
-local function route(method, template, handler)
-  local names = {}
-  local pattern = "^" .. template:gsub("[%-%.%+%[%]%(%)%$%^%%%?%*]", "%%%0")
-    :gsub(":(%w+)", function(name)
-      names[#names + 1] = name
-      return "([^/]+)"
-    end) .. "$"
-  routes[#routes + 1] = { method = method, pattern = pattern, names = names, handler = handler }
+local JSON = { ["Content-Type"] = "application/json" }
+local function json(status, value)
+  return status, JSON, common.json(value)
 end
 
----@async
-local function dispatch(req)
-  local path_matched = false
-  for _, r in ipairs(routes) do
-    local captures = { req.path:match(r.pattern) }
-    if captures[1] ~= nil then -- (a pattern without captures returns the whole match)
-      path_matched = true
-      if r.method == req.method then
-        local params = {}
-        for i, name in ipairs(r.names) do params[name] = captures[i] end
-        return r.handler(req, params)
-      end
-    end
-  end
-  if path_matched then return 405, { error = "method not allowed" } end
-  return 404, { error = "not found", path = req.path }
-end
+local router = common.router(function(req, status)
+  if status == 405 then return json(405, { error = "method not allowed" }) end
+  return json(404, { error = "not found", path = req.path })
+end)
+local route = router.route
 
 route("GET", "/", function()
-  return 200, { routes = { "/users/:id", "/users/:id/posts/:post", "POST /echo", "/slow/:ms" } }
+  return json(200, { routes = { "/users/:id", "/users/:id/posts/:post", "POST /echo", "/slow/:ms" } })
 end)
 
 route("GET", "/users/:id", function(_, p)
-  return 200, { user = { id = tonumber(p.id) or p.id, name = "user" .. p.id } }
+  return json(200, { user = { id = tonumber(p.id) or p.id, name = "user" .. p.id } })
 end)
 
 route("GET", "/users/:id/posts/:post", function(_, p)
-  return 200, { user = p.id, post = p.post }
+  return json(200, { user = p.id, post = p.post })
 end)
 
+-- The body is read only by the handlers that want it (chunked uploads too).
 route("POST", "/echo", function(req)
-  return 200, req.body, req.headers["content-type"] or "application/octet-stream"
+  local body = req:body()
+  if not body then return end -- too large, malformed or too slow: answered for us
+  return 200, { ["Content-Type"] = req.headers["content-type"] or "application/octet-stream" }, body
 end)
 
--- Waiting inside a handler only suspends this request's coroutine.
-route("GET", "/slow/:ms", function(_, p)
+-- Waiting inside a handler only suspends this request's task.
+---@async
+local function slow(_, p)
   local ms = math.min(tonumber(p.ms) or 0, 5000)
   lunet.sleep(ms)
-  return 200, { slept_ms = ms }
-end)
+  return json(200, { slept_ms = ms })
+end
+route("GET", "/slow/:ms", slow)
 
-http.serve("127.0.0.1", http.port(8080), dispatch)
+local srv = assert(http.serve({ port = common.port(8080) }, router.dispatch))
+local host, port = srv:address()
+print(("listening on http://%s:%d/"):format(host, port))
+io.stdout:flush()
+common.stop_on_signals(function() srv:close() end)

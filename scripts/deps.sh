@@ -8,7 +8,7 @@ set -euo pipefail
 want=(pkg-config libclang-dev clang build-essential binutils luajit libluajit-5.1-dev
       libsqlite3-dev libmariadb-dev libpq-dev)
 if [ "${1:-build}" = test ]; then
-  want+=(lua-busted lua-luv luarocks curl wrk openssl ca-certificates mariadb-server mariadb-client postgresql postgresql-client)
+  want+=(lua-busted lua-luv luarocks curl wrk openssl ca-certificates python3 python3-websockets lua-cjson mariadb-server mariadb-client postgresql postgresql-client)
 fi
 if [ "${1:-build}" = bench ]; then
   want+=(wrk lua-luv nginx openssl strace linux-perf)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Copies cargo's output into the user-facing layout:
 #   build/<profile>/lunet-run, build/<profile>/lunet.so,
-#   build/<profile>/lunet/<driver>.so (and <driver>_tx.lua), build/<profile>/test/<test module>.so
+#   build/<profile>/lunet/<driver>.so (and <driver>_tx.lua), build/<profile>/lunet/http{,c}.so,
+#   build/<profile>/test/<test module>.so
 # Usage: scripts/stage.sh release|debug
 set -euo pipefail
 profile=$1
@@ -18,6 +19,13 @@ for drv in sqlite3 mysql postgres; do
       "$drv" "$drv" "$drv" > "$out/lunet/${drv}_tx.lua"
   fi
 done
+# lunet-http: one library holding both modules, installed under each name
+# (Lua's C loader looks for luaopen_lunet_http in lunet/http.so, and for
+# luaopen_lunet_httpc in lunet/httpc.so).
+if [ -f "$src/liblunet_http.so" ]; then
+  install -m 0755 "$src/liblunet_http.so" "$out/lunet/http.so"
+  install -m 0755 "$src/liblunet_http.so" "$out/lunet/httpc.so"
+fi
 if [ -f "$src/liblunet_testmod.so" ]; then
   install -m 0755 "$src/liblunet_testmod.so" "$out/test/lunet_testmod.so"
 fi

@@ -20,7 +20,8 @@ check() { # name, command, expected-substring...
 }
 
 # Starts an HTTP example on a free port, runs curl requests against it (each
-# argument: "curl arguments|expected text", with @ standing for the base URL),
+# argument: "curl arguments|expected text", with @ standing for the base URL;
+# "run <command>|expected text" runs a command instead of curl),
 # then stops it with SIGTERM and expects a clean exit.
 check_http() { # name, script, checks...
   local name=$1 script=$2; shift 2
@@ -39,9 +40,17 @@ check_http() { # name, script, checks...
     for spec in "$@"; do
       local args=${spec%%|*} want=${spec#*|} out
       args=${args//@/http://127.0.0.1:$port}
-      out=$(eval "curl -sS --max-time 10 $args" 2>&1 || true)
-      if ! grep -qF -- "$want" <<<"$out"; then
-        problem="curl $args: expected '$want', got: $out"
+      if [ "${args#run }" != "$args" ]; then
+        out=$(eval "timeout 30 ${args#run }" 2>&1 || true)
+      else
+        out=$(eval "curl -sS --max-time 10 $args" 2>&1 || true)
+      fi
+      local line missing=""
+      while IFS= read -r line; do # every line of the expected text
+        grep -qF -- "$line" <<<"$out" || missing=$line
+      done <<<"$want"
+      if [ -n "$missing" ]; then
+        problem="$args: expected '$missing', got: $out"
         break
       fi
     done
@@ -69,21 +78,41 @@ check 03_db_sqlite3 "$build/lunet-run examples/03_db_sqlite3.lua" \
   "users kept from an earlier run: 0" "inserted Miles O'Brien    id=2" "lookup by name with a quote: 1 row, email miles@example.org" \
   "3 rows updated" "deleted users without email: 1" "#2  Miles O'Brien    miles@example.org      age 42" \
   "no such table: missing_table" "escaped:	Miles O''Brien" "done"
-check_http 01_http_json examples/01_http_json.lua \
-  '@/hello|{"message":"hello from lunet","method":"GET","path":"/hello","served":1}' \
-  '-X POST --data x @/p|"method":"POST"' \
-  '-v @/a @/b|Re-using existing connection' \
-  '-v -H "Connection: close" @/c|Connection: close' \
-  '-i --http1.0 @/d|HTTP/1.1 200 OK'
+# 01 and 02 on lunet.http, and the same two servers on plain lunet.socket
+# (examples/socket/, through examples/lib/tinyhttp.lua): same behaviour.
+for dir in "" socket/; do
+  check_http ${dir}01_http_json examples/${dir}01_http_json.lua \
+    '@/hello|{"message":"hello from lunet","method":"GET","path":"/hello","served":1}' \
+    '-X POST --data x @/p|"method":"POST"' \
+    '-v @/a @/b|Re-using existing connection' \
+    '-v -H "Connection: close" @/c|Connection: close' \
+    '-i --http1.0 @/d|HTTP/1.1 200 OK'
 
-check_http 02_http_routing examples/02_http_routing.lua \
-  '@/users/42|{"user":{"id":42,"name":"user42"}}' \
-  '@/users/42/posts/7|{"post":"7","user":"42"}' \
-  '-X POST --data ping-pong @/echo|ping-pong' \
-  '-i -X DELETE @/users/1|405 Method Not Allowed' \
-  '-i @/missing|404 Not Found' \
-  '@/slow/30|{"slept_ms":30}' \
-  '-v @/ @/users/1|Re-using existing connection'
+  check_http ${dir}02_http_routing examples/${dir}02_http_routing.lua \
+    '@/users/42|{"user":{"id":42,"name":"user42"}}' \
+    '@/users/42/posts/7|{"post":"7","user":"42"}' \
+    '-X POST --data ping-pong @/echo|ping-pong' \
+    '-i -X DELETE @/users/1|405 Method Not Allowed' \
+    '-i @/missing|404 Not Found' \
+    '@/slow/30|{"slept_ms":30}' \
+    '-v @/ @/users/1|Re-using existing connection'
+done
+# What only lunet.http does: chunked uploads.
+check_http 02_http_routing_chunked examples/02_http_routing.lua \
+  '-H "Transfer-Encoding: chunked" --data-binary chunked-upload @/echo|chunked-upload'
+
+# MCP over SSE, with a client speaking the protocol (scripts/mcp_sse_client.py).
+check_http 06_mcp_sse examples/06_mcp_sse.lua \
+  'run /usr/bin/python3 scripts/mcp_sse_client.py @/sse|initialize 2024-11-05 lunet-notes
+tools search_notes
+search coroutine: Coroutines: Every connection is served by its own coroutine; a wait yields to the event loop.
+search nothingmatches: no notes match nothingmatches
+unknown method error -32601
+ping {}
+malformed json 400 -32700
+done' \
+  '-N --max-time 1 @/sse|event: endpoint' \
+  '-i @/nope|404 Not Found'
 
 dbfile=$(mktemp -u /tmp/lunet-example-XXXXXX.db)
 # Twice on one file: the second run finds the first run's rows.

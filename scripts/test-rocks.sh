@@ -43,7 +43,12 @@ for sym in $(nm -D --defined-only "$tree/lib/lua/5.1/lunet.so" | grep -o 'luaope
   modules+=("lunet.${sym#luaopen_lunet_}")
 done
 for s in "${specs[@]:1}"; do
-  d=$(basename "$s" -scm-1.rockspec); modules+=("lunet.${d#lunet-}" "lunet.${d#lunet-}_tx")
+  d=$(basename "$s" -scm-1.rockspec); d=${d#lunet-}
+  if [ "$d" = http ]; then
+    modules+=(lunet.http lunet.httpc) # the lunet-http rock: two modules, no driver helper
+  else
+    modules+=("lunet.$d" "lunet.${d}_tx")
+  fi
 done
 for m in "${modules[@]}"; do
   if out=$(cd / && eval "$(rocks path)" && luajit -e "
@@ -57,9 +62,24 @@ for m in "${modules[@]}"; do
   fi
 done
 
-# The installed launcher runs a script that uses a driver.
-script=$(mktemp /tmp/lunet-rock-script-XXXXXX.lua)
-cat >"$script" <<'LUA'
+# Runs Lua source (stdin) with the installed launcher, outside the repo, and
+# checks its exit status and output. Usage: installed_run NAME RC OUTPUT <<'LUA'
+installed_run() {
+  local name=$1 want_rc=$2 want_out=$3 script out rc
+  script=$(mktemp /tmp/lunet-rock-script-XXXXXX.lua)
+  cat >"$script"
+  set +e
+  out=$(cd / && "$tree/bin/lunet-run" "$script" 2>&1); rc=$?
+  set -e
+  rm -f "$script"
+  if [ "$rc" -eq "$want_rc" ] && [ "$out" = "$want_out" ]; then
+    ok "$name"
+  else
+    bad "$name (exit $rc): $out"
+  fi
+}
+
+installed_run "installed lunet-run runs a script using lunet.sqlite3" 7 "answer 42" <<'LUA'
 local lunet = require("lunet")
 local db = require("lunet.sqlite3")
 lunet.spawn(function()
@@ -70,15 +90,18 @@ lunet.spawn(function()
   __lunet_exit_code = 7
 end)
 LUA
-set +e
-out=$(cd / && "$tree/bin/lunet-run" "$script" 2>&1); rc=$?
-set -e
-rm -f "$script"
-if [ "$rc" -eq 7 ] && [ "$out" = "answer 42" ]; then
-  ok "installed lunet-run runs a script using lunet.sqlite3"
-else
-  bad "installed lunet-run (exit $rc): $out"
-fi
+
+installed_run "installed lunet-run serves and fetches with lunet.http / lunet.httpc" 0 "200 hi /rock" <<'LUA'
+local lunet, http, httpc = require("lunet"), require("lunet.http"), require("lunet.httpc")
+local srv = assert(http.serve({ port = 0 }, function(req) return 200, nil, "hi " .. req.path end))
+lunet.spawn(function()
+  local _, port = srv:address()
+  local r = assert(httpc.request({ url = "http://127.0.0.1:" .. port .. "/rock" }))
+  print(r.status .. " " .. r.body)
+  srv:close()
+  httpc.close_idle()
+end)
+LUA
 
 # The core rock installs the annotations and the API reference where the
 # README tells editors to look.

@@ -140,6 +140,10 @@ local function compare(model, unit, mod, tables)
   for _, m in ipairs(methods) do
     local f
     for _, t in ipairs(tables) do
+      -- The handle type's own table first (several types may share a name).
+      if t.name == m.class.name:lower() then f = rawget(t.methods, m.fn.name) end
+    end
+    for _, t in ipairs(tables) do
       f = f or rawget(t.methods, m.fn.name)
     end
     if #tables > 0 and type(f) ~= "function" then

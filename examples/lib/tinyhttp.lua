@@ -10,7 +10,6 @@
 -- validation.
 local lunet = require("lunet")
 local socket = require("lunet.socket")
-local signal = require("lunet.signal")
 
 local M = {}
 
@@ -24,46 +23,8 @@ local REASONS = {
   [501] = "Not Implemented",
 }
 
----------------------------------------------------------------- JSON
-
-local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
-  ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
-local function json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    return escapes[c] or ("\\u%04x"):format(c:byte())
-  end) .. '"'
-end
-
---- Encodes nil/booleans/numbers/strings/tables (arrays when t[1] ~= nil or
--- the table is empty and marked with M.array) as JSON.
-function M.json(v)
-  local t = type(v)
-  if t == "nil" then return "null" end
-  if t == "boolean" then return tostring(v) end
-  if t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then return "null" end
-    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%d"):format(v) end
-    return ("%.17g"):format(v)
-  end
-  if t == "string" then return json_string(v) end
-  if t == "table" then
-    local out = {}
-    if v[1] ~= nil or getmetatable(v) == M.array then
-      for i = 1, #v do out[i] = M.json(v[i]) end
-      return "[" .. table.concat(out, ",") .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
-    for i, k in ipairs(keys) do out[i] = json_string(k) .. ":" .. M.json(v[k]) end
-    return "{" .. table.concat(out, ",") .. "}"
-  end
-  error("cannot encode a " .. t .. " as JSON")
-end
-
---- Metatable marking an (empty) table as a JSON array.
-M.array = {}
+local common = require("common")
+M.json, M.array = common.json, common.array
 
 ---------------------------------------------------------------- requests
 
@@ -173,25 +134,9 @@ function M.serve(host, port, handler)
     end)
     return
   end
-  local stopping = false
-  for _, name in ipairs({ "INT", "TERM" }) do
-    lunet.spawn(function()
-      local got = signal.wait(name)
-      if stopping or not got then return end
-      stopping = true
-      print("received SIG" .. got .. ", shutting down")
-      io.stdout:flush()
-      socket.close(listener)
-      -- The wait for the other signal stays armed and would keep the loop
-      -- alive, so leave now (closing the Lua state runs the finalisers).
-      os.exit(0, true)
-    end)
-  end
+  common.stop_on_signals(function() socket.close(listener) end)
 end
 
---- Port from the first script argument or $PORT, else `default`.
-function M.port(default)
-  return tonumber(arg and arg[1] or os.getenv("PORT") or default)
-end
+M.port = common.port
 
 return M
