@@ -281,9 +281,10 @@ function socket.getpeername(conn) end
 ---@return integer|string|nil port the port number (TCP), nothing (Unix), or the error message
 function socket.getsockname(handle) end
 
---- Sets how many bytes one read may return, for every connection of the
---- program (64 KiB unless changed). Raises unless `n` is a whole number from
---- 1 to 16 MiB (16777216).
+--- Sets how many bytes one plain `read` may return, for every connection of
+--- the program (64 KiB unless changed) that has not set its own with
+--- `setoption(conn, "read_buffer_size", n)`. Raises unless `n` is a whole
+--- number from 1 to 16 MiB (16777216).
 ---@param n integer the read size in bytes
 function socket.set_read_buffer_size(n) end
 

@@ -496,7 +496,7 @@ lua_fn! {
         let rt: *mut Runtime = runtime::of(L);
         match to_number(L, 1) {
             Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= stream::MAX_READ_SIZE as f64 => {
-                (*rt).streams.read_size = n as usize;
+                (*rt).streams.set_read_size_default(n as usize);
                 Ok(0)
             }
             _ => Err(Raise::from(format!(

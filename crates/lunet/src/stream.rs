@@ -58,6 +58,15 @@ pub struct Streams {
     pub tls: tls::Configs,
 }
 
+impl Streams {
+    /// `socket.set_read_buffer_size`: the default read size; the receive
+    /// buffer is made anew at the next read.
+    pub fn set_read_size_default(&mut self, n: usize) {
+        self.read_size = n;
+        self.rx = Vec::new();
+    }
+}
+
 impl Default for Streams {
     fn default() -> Self {
         Streams { read_size: DEFAULT_READ_SIZE, rx: Vec::new(), connects: HashSet::new(), tls: tls::Configs::default() }
@@ -321,7 +330,10 @@ unsafe extern "C" fn on_alloc(h: *mut uv::uv_handle_t, _suggested: usize, buf: *
     let s = (*h).data as *mut Sock;
     let want = 2 * read_size(s);
     let st = &mut (*(*s).rt).streams;
-    if st.rx.len() < want || ((*s).read_size == 0 && st.rx.len() != want) {
+    // Only ever grown here (a connection with a larger read size of its own
+    // must not make the buffer flip sizes, and reallocate, read after read);
+    // `set_read_size_default` starts it afresh.
+    if st.rx.len() < want {
         st.rx = vec![0; want];
     }
     (*buf).base = st.rx.as_mut_ptr().cast();
@@ -582,11 +594,9 @@ pub unsafe fn write(L: *mut lua_State, s: *mut Sock, bufs: &mut [uv::uv_buf_t], 
     }
     if let Some(t) = (*s).tls.as_mut() {
         let mut out = Vec::new();
-        for b in bufs.iter() {
-            let bytes = std::slice::from_raw_parts(b.base as *const u8, b.len);
-            if let Err(e) = t.session.encrypt(bytes, &mut out) {
-                return WriteNow::Done(Some(e));
-            }
+        let plain: Vec<&[u8]> = bufs.iter().map(|b| std::slice::from_raw_parts(b.base as *const u8, b.len)).collect();
+        if let Err(e) = t.session.encrypt(&plain, &mut out) {
+            return WriteNow::Done(Some(e));
         }
         // (Before the handshake ends rustls keeps the plaintext and sends it
         // once it can; the write is then done as far as the script goes.)
@@ -669,6 +679,18 @@ unsafe fn unhook_writer(_rt: *mut Runtime, ctx: *mut c_void, _id: WaitId) {
     (*(ctx as *mut WriteReq)).wait = None;
 }
 
+/// What a write or shutdown request that ended with `status` reports: none,
+/// `"socket closed"` (cancelled by our close), or the system's error.
+unsafe fn request_error(s: *mut Sock, status: c_int) -> Option<String> {
+    if status == 0 {
+        None
+    } else if status == uv::uv_errno_t_UV_ECANCELED as c_int || (*s).closed {
+        Some(CLOSED.to_string())
+    } else {
+        Some(strerror(status))
+    }
+}
+
 unsafe extern "C" fn on_write(req: *mut uv::uv_write_t, status: c_int) {
     let wr = Box::from_raw((*req).data as *mut WriteReq);
     let s = wr.sock; // still allocated: write callbacks run before the close callback
@@ -676,13 +698,7 @@ unsafe extern "C" fn on_write(req: *mut uv::uv_write_t, status: c_int) {
     (*s).writes -= 1;
     ffi::luaL_unref((*rt).aux, ffi::LUA_REGISTRYINDEX, wr.data_ref);
     let Some(id) = wr.wait else { return };
-    let msg = if status == 0 {
-        None
-    } else if status == uv::uv_errno_t_UV_ECANCELED as c_int || (*s).closed {
-        Some(CLOSED.to_string())
-    } else {
-        Some(strerror(status))
-    };
+    let msg = request_error(s, status);
     sched::complete(rt, id, |co| {
         match &msg {
             None => ffi::lua_pushnil(co),
@@ -738,13 +754,7 @@ unsafe extern "C" fn on_shutdown(req: *mut uv::uv_shutdown_t, status: c_int) {
     let sr = Box::from_raw((*req).data as *mut ShutdownReq);
     let s = sr.sock;
     let Some(id) = sr.wait else { return };
-    let msg = if status == 0 {
-        None
-    } else if status == uv::uv_errno_t_UV_ECANCELED as c_int || (*s).closed {
-        Some(CLOSED.to_string())
-    } else {
-        Some(strerror(status))
-    };
+    let msg = request_error(s, status);
     sched::complete((*s).rt, id, |co| match &msg {
         None => {
             ffi::lua_pushboolean(co, 1);

@@ -14,7 +14,7 @@
 //! client sessions resume across connections with the same options).
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -293,27 +293,40 @@ impl Session {
         fed
     }
 
+    /// Hands rustls' plaintext to `plain` where it lies (no copy of ours).
     fn drain_plain(&mut self, plain: &mut impl FnMut(&[u8])) {
-        let mut buf = [0u8; 16 * 1024];
         loop {
-            match self.conn.reader().read(&mut buf) {
-                Ok(0) => {
+            let mut r = self.conn.reader();
+            match r.fill_buf() {
+                Ok([]) => {
                     self.closed_clean = true;
                     return;
                 }
-                Ok(n) => plain(&buf[..n]),
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    plain(chunk);
+                    r.consume(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return, // (end of stream without close_notify: reported by feed)
             }
         }
     }
 
-    /// Encrypts plaintext; the records go to `out`.
-    pub fn encrypt(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    /// Encrypts the plaintext of `bufs` (in order, records filled across
+    /// buffer boundaries); the records go to `out`.
+    pub fn encrypt(&mut self, bufs: &[&[u8]], out: &mut Vec<u8>) -> Result<(), String> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
-        self.conn.writer().write_all(data).map_err(|e| format!("tls: {e}"))?;
+        let slices: Vec<io::IoSlice> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+        let mut skip = self.conn.writer().write_vectored(&slices).map_err(|e| format!("tls: {e}"))?;
+        // (Without a buffer limit rustls takes it all; any rest goes the plain way.)
+        for b in bufs {
+            let n = skip.min(b.len());
+            skip -= n;
+            self.conn.writer().write_all(&b[n..]).map_err(|e| format!("tls: {e}"))?;
+        }
         self.take_output(out);
         Ok(())
     }
@@ -400,6 +413,6 @@ mod tests {
         assert!(s.error.as_deref().unwrap().starts_with("tls: "), "{:?}", s.error);
         assert!(!fed.handshake_done);
         let mut out = Vec::new();
-        assert!(s.encrypt(b"x", &mut out).is_err());
+        assert!(s.encrypt(&[b"x"], &mut out).is_err());
     }
 }
