@@ -875,18 +875,25 @@ pub unsafe fn starttls(L: *mut lua_State, s: *mut Sock, session: tls::Session, t
             return Err(e);
         }
     }
+    // What already arrived is fed before the caller parks: a failure it
+    // causes is returned now (nothing may resume the caller from inside
+    // this call).
+    if !early.is_empty() {
+        tls_input(s, Some(early.bytes()));
+    }
+    if (*s).eof && (*s).error == 0 {
+        tls_input(s, None);
+    }
+    if (*s).error != 0 {
+        return Err(error_text(s));
+    }
+    if !(*s).reading {
+        (*s).reading = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read)) == 0;
+    }
     let spec = Spec::new(Shape::Two).timeout(timeout.or((*s).timeouts.read)).unhook(unhook_handshaker, s.cast());
     let id = sched::park((*s).rt, L, spec);
     uv::uv_ref(Sock::handle(s));
     (*s).tls.as_mut().unwrap().handshaker = Some(id);
-    if !early.is_empty() {
-        tls_input(s, Some(early.bytes()));
-    }
-    if (*s).eof {
-        tls_input(s, None);
-    } else if !(*s).reading {
-        (*s).reading = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read)) == 0;
-    }
     Ok(())
 }
 
