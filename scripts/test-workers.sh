@@ -39,8 +39,9 @@ if [ "$BUILD" = --netns ]; then # part 6, inside its own network namespace
   reloads=$(grep -c "serving; generation" /tmp/lunet-netns.$$.log)
   rm -f /tmp/lunet-netns.$$.log
   echo "  $reloads reloads"
-  [ "$reloads" -eq 2 ] && ! grep -q "Socket errors\|Non-2xx" <<<"$out"
-  exit
+  if [ "$reloads" -eq 2 ] && ! grep -q "Socket errors\|Non-2xx" <<<"$out"; then exit 0; fi
+  grep "Socket errors\|Non-2xx" <<<"$out" >&2 # (what failed, for the report)
+  exit 1
 fi
 
 for tool in wrk curl luajit; do
