@@ -337,6 +337,87 @@ describe("lunet.http server", function()
     end)
   end)
 
+  it("a handler that waits holds up no other connection, and idle connections hold no task", function()
+    H.run(function()
+      local release = false
+      local srv = assert(http.serve({ port = 0 }, function(req)
+        if req.path == "/slow" then
+          while not release do lunet.sleep(5) end
+        end
+        return 200, nil, req.path
+      end))
+      local _, port = srv:address()
+      local slow = assert(socket.connect("127.0.0.1", port))
+      socket.write(slow, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+      lunet.sleep(20)
+      -- 40 keep-alive connections, each answered while /slow still waits.
+      local conns = {}
+      local parked_before = lunet._pending()
+      for i = 1, 40 do
+        conns[i] = assert(socket.connect("127.0.0.1", port))
+        socket.write(conns[i], "GET /fast" .. i .. " HTTP/1.1\r\nHost: h\r\n\r\n")
+      end
+      for i = 1, 40 do
+        socket.settimeout(conns[i], 3000)
+        local head = assert(socket.read(conns[i], "*l"))
+        assert.equal("HTTP/1.1 200 OK", head)
+      end
+      assert.equal(41, srv:connections())
+      -- The 40 idle keep-alive connections wait in the server's lot: the
+      -- waits of the program grew by a few (workers), not by one each.
+      assert.is_true(lunet._pending() - parked_before < 10, "waits: " .. (lunet._pending() - parked_before))
+      release = true
+      socket.settimeout(slow, 3000)
+      assert.equal("HTTP/1.1 200 OK", socket.read(slow, "*l"))
+      for i = 1, 40 do socket.close(conns[i]) end
+      socket.close(slow)
+      srv:close()
+      assert(H.eventually(function() return srv:connections() == 0 end))
+    end)
+  end)
+
+  it("srv:close(grace_ms) ends SSE and WebSocket handlers still running after the grace period", function()
+    H.run(function()
+      local reported = {}
+      local srv = assert(http.serve({ port = 0, on_error = function(e) reported[#reported + 1] = e end }, function(req)
+        if req.path == "/events" then
+          local sse = req:sse()
+          while true do
+            if not sse:send({ data = "tick" }) then return end
+            lunet.sleep(10)
+          end
+        end
+        local ws = assert(req:websocket())
+        while true do
+          local msg = ws:recv()
+          if not msg then return end
+        end
+      end))
+      local _, port = srv:address()
+      local events = assert(socket.connect("127.0.0.1", port))
+      socket.write(events, "GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+      local ws = assert(socket.connect("127.0.0.1", port))
+      socket.write(ws, "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        .. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+      socket.settimeout(events, 3000)
+      socket.settimeout(ws, 3000)
+      assert.matches("^HTTP/1.1 200", socket.read(events, "*l"))
+      assert.matches("^HTTP/1.1 101", socket.read(ws, "*l"))
+      assert.has_error(function() srv:close(-1) end)
+      local t0 = H.now_ms()
+      srv:close(100)
+      -- Both end (the client sees the end of the stream), not before the grace.
+      read_all(events)
+      read_all(ws)
+      assert.is_true(H.now_ms() - t0 >= 90)
+      assert(H.eventually(function() return srv:connections() == 0 end))
+      lunet.sleep(20)
+      assert.same({}, reported, "ending a handler at close is not a handler error")
+      socket.close(events)
+      socket.close(ws)
+    end)
+  end)
+
   it("raises for programmer errors in serve", function()
     assert.has_error(function() http.serve(nil, function() end) end)
     assert.has_error(function() http.serve({ port = 0 }) end)

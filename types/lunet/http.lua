@@ -1,7 +1,9 @@
 ---@meta lunet.http
 
---- An HTTP/1.1 server (the `lunet-http` rock). `http.serve` listens and
---- serves each connection in a task of its own: keep-alive, pipelining,
+--- An HTTP/1.1 server (the `lunet-http` rock). `http.serve` listens; between
+--- requests a connection waits in the server's parking lot
+--- (`socket.parking`) without a task, and each request runs in a worker
+--- task (reused; one more than the handlers waiting at once): keep-alive, pipelining,
 --- chunked request and response bodies, `Expect: 100-continue`, size limits
 --- and timeouts. Request heads are parsed by the `httparse` crate; the
 --- socket I/O is `lunet.socket`'s, so every wait honours lunet's timeouts,
@@ -25,7 +27,8 @@ local http = {}
 --- (0 picks a free port) and returns it at once; it serves until
 --- `srv:close()`. May be called from the main chunk.
 ---
---- `handler(req)` runs in the connection's task for each request and
+--- `handler(req)` runs in a worker task for each request (it may wait as
+--- long as it needs: the other connections go on) and
 --- returns `status, headers, body` (`headers` maps names to a string, a
 --- number or an array of strings; `body` a string or nil; Content-Length,
 --- Date and Connection are set by the server), or answers itself with
@@ -37,7 +40,7 @@ local http = {}
 ---
 --- With `opts.tls` (`lunet.socket`'s server TLS options: `cert_file`,
 --- `key_file`, `alpn`, `client_ca_file`) it serves https: each connection's
---- handshake runs in its own task as its first read.
+--- handshake advances while it waits in the lot (within `timeouts.idle`).
 ---
 --- Returns `nil, err` when the listen fails (`"failed to bind: address
 --- already in use"`, a certificate that cannot be loaded, ...). Raises for
@@ -88,8 +91,12 @@ function server:connections() end
 
 --- Stops accepting connections and closes the idle ones; requests in flight
 --- finish (their answers carry `Connection: close`), then their connections
---- close. Does not yield; calling it again does nothing.
-function server:close() end
+--- close. Handlers still running `grace_ms` later (long streams, Server-Sent
+--- Events, WebSockets) are ended: their connection is closed and their task
+--- cancelled. Does not yield; calling it again does nothing. Raises for a
+--- `grace_ms` that is not a number >= 0.
+---@param grace_ms? number how long running handlers may go on (default 5000; 0: end them now)
+function server:close(grace_ms) end
 
 --- A request, given to the handler. `req.method`, `req.target` (as sent),
 --- `req.path`, `req.query` (the raw text after `?`, `""` if none),

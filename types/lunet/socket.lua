@@ -318,6 +318,66 @@ function socket.settimeout(handle, ms) end
 ---@return string|nil err `"invalid socket handle"` otherwise
 function socket.settimeouts(handle, connect_ms, send_ms, read_ms) end
 
+--- A new parking lot for idle connections: connections parked in it wait
+--- for their next input without a task, and worker tasks take them with
+--- `lot:next()` when it arrives. Raises for options that are not a table or
+--- an invalid `max_waiting`. Does not yield.
+---@param options? lunet.socket.ParkingOptions `max_waiting`
+---@return lunet.socket.ParkingLot lot the new lot
+function socket.parking(options) end
+
+--- Parks a connection: it waits in `lot` for its next input (or its end, or
+--- `timeout_ms`), holding no task. It leaves the lot when `lot:next()` hands
+--- it out or when it is closed; reading it meanwhile returns
+--- `nil, "the connection is parked"`. Input already buffered makes it ready
+--- at once. Does not yield. Raises for a `lot` that is not a parking lot or
+--- an invalid time.
+---@param conn lunet.socket.Connection the connection to park
+---@param lot lunet.socket.ParkingLot the lot
+---@param timeout_ms? number the longest it may wait in the lot (milliseconds), or nil for no limit
+---@return true|nil ok true once parked
+---@return string|nil err `"socket closed"`, `"the connection is already parked"`, `"parking lot closed"`, `"another read already in progress"`, `"invalid socket handle"`
+function socket.park(conn, lot, timeout_ms) end
+
+--- Options of `socket.parking`.
+---@class lunet.socket.ParkingOptions
+---@field max_waiting? integer how many tasks may wait in `lot:next()` at once (1 to 1000000, default 16); one more gets `nil, "surplus"`
+
+--- A parking lot (`socket.parking`).
+---@class lunet.socket.ParkingLot
+local lot = {}
+
+--- Waits for a connection of the lot with news and hands it out (it leaves
+--- the lot). Returns `conn, data, nil, waiting` with the bytes that arrived,
+--- or `conn, nil, err, waiting` when the connection ended (`"closed"`), its
+--- time in the lot ran out (`"timeout"`) or it failed; `waiting` is how many
+--- other tasks still wait in `next` (0: start another worker before doing
+--- anything that waits). `nil, "closed"` once the lot is closed, `nil,
+--- "surplus"` at once when `max_waiting` tasks already wait, `nil,
+--- "timeout"` when a `lunet.deadline` passes. Input that arrives while
+--- tasks wait goes to the one that started waiting last.
+---@async
+---@return lunet.socket.Connection|nil conn the connection, or nil
+---@return string|nil data the bytes that arrived
+---@return string|nil err why there are no bytes
+---@return integer|nil waiting the other tasks still waiting
+function lot:next() end
+
+--- The number of tasks waiting in `lot:next()`. Does not yield.
+---@return integer n the tasks waiting
+function lot:waiting() end
+
+--- The connections in the lot. Does not yield.
+---@return integer parked connections waiting for input
+---@return integer ready connections with news nobody has taken yet
+function lot:count() end
+
+--- Closes the lot: closes every connection in it and ends every `next` wait
+--- with `nil, "closed"` (on the next loop iteration). Dropping the lot does
+--- the same. Does not yield; calling it again returns 0.
+---@return integer n how many connections it closed
+function lot:close() end
+
 --- The options `socket.connect` and `socket.listen` accept.
 ---@class lunet.socket.Options
 ---@field timeout? number for `connect`, the limit of the whole connect; for `listen`, of each `accept` wait (milliseconds)

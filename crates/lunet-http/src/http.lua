@@ -1,4 +1,4 @@
--- lunet.http: an HTTP/1.1 server. One task per connection: keep-alive,
+-- lunet.http: an HTTP/1.1 server. Idle connections wait in a parking lot, requests run in worker tasks: keep-alive,
 -- pipelining, chunked bodies, Expect: 100-continue, limits, timeouts,
 -- streaming responses, Server-Sent Events and WebSocket. Called with the
 -- shared wire table (native parsing + helpers); returns the module.
@@ -9,11 +9,13 @@ local bit = require("bit")
 
 local read, write, unread, sclose = socket.read, socket.write, socket.unread, socket.close
 local settimeouts, accept, listen = socket.settimeouts, socket.accept, socket.listen
+local park, parking = socket.park, socket.parking
+local lot_next = debug.getregistry()["lunet.socket.parking"].__index.next
 local parse_request, read_chunked, chunk, check_field = W.parse_request, W.read_chunked, W.chunk, W.check_field
 local REASONS = W.REASONS
-local spawn, now, sleep = lunet.spawn, lunet.now, lunet.sleep
-local type, pairs, ipairs, tostring, error, xpcall, pcall, setmetatable, select =
-  type, pairs, ipairs, tostring, error, xpcall, pcall, setmetatable, select
+local spawn, now, sleep, current = lunet.spawn, lunet.now, lunet.sleep, lunet.current
+local type, pairs, ipairs, tostring, error, xpcall, pcall, setmetatable, select, next =
+  type, pairs, ipairs, tostring, error, xpcall, pcall, setmetatable, select, next
 local format, concat, byte, char, floor = string.format, table.concat, string.byte, string.char, math.floor
 local band, bor, rshift = bit.band, bit.bor, bit.rshift
 local traceback = debug.traceback
@@ -175,10 +177,11 @@ local REQ_MT = { __index = Req }
 
 local BODY_STATUS = { ["body too large"] = 413, ["malformed chunked body"] = 400, timeout = 408 }
 
+-- The connection's read timeout, set only when it changes (it is the
+-- header timeout between requests).
 local function set_read_timeout(req, ms)
-  local st = req._st
-  if st.read_ms ~= ms then
-    st.read_ms = ms
+  if req._read_ms ~= ms then
+    req._read_ms = ms
     settimeouts(req._conn, nil, req._srv.timeouts.send, ms)
   end
 end
@@ -565,7 +568,7 @@ function Req:websocket(opts)
   local err = write(self._conn, head)
   if err then return nil, err end
   settimeouts(self._conn, nil, self._srv.timeouts.send, nil)
-  self._st.read_ms = nil
+  self._read_ms = nil
   local ws = setmetatable({ conn = self._conn, max = self._srv.limits.max_ws_payload }, WS_MT)
   self._ws = ws
   return ws
@@ -597,6 +600,11 @@ end
 
 local function finish_request(srv, req, ok, res, tb)
   if not ok then
+    if res == "cancelled" and srv.closing then
+      -- Ended by srv:close(): not the handler's fault, nothing to answer.
+      req._close = true
+      return
+    end
     report(srv, res, tb, req)
     req._close = true
     if not req._responded then send_error(req._conn, 500) end
@@ -617,73 +625,67 @@ local function errh(e)
   return { e = e, tb = traceback(e, 2) }
 end
 
-local function serve_conn(srv, conn, st)
+-- Serves the request whose first bytes `data` a worker got from the lot.
+-- Returns true when the connection may wait for its next request, false
+-- when it must close ("linger" when its unread input must be drained
+-- first).
+local function serve_request(srv, conn, data)
   local limits, timeouts = srv.limits, srv.timeouts
-  local mh, ml, mhd, max_body = limits.max_headers, limits.max_line, limits.max_head, limits.max_body
-  local header_ms = timeouts.header
-  settimeouts(conn, nil, timeouts.send, timeouts.idle)
-  st.read_ms = timeouts.idle
-  while not srv.closing do
-    if st.read_ms ~= timeouts.idle then
-      st.read_ms = timeouts.idle
-      settimeouts(conn, nil, timeouts.send, timeouts.idle)
-    end
-    st.idle = true
-    local data = read(conn)
-    st.idle = false
-    if not data then break end
-    local hl, method, target, path, query, minor, headers, len, chunked, close, expect =
-      parse_request(data, mh, ml, mhd)
-    if hl == false then
-      local deadline = header_ms and now() + header_ms
-      repeat
-        if deadline then
-          local left = deadline - now()
-          if left <= 0 then hl, method = nil, 408 break end
-          st.read_ms = left
-          settimeouts(conn, nil, timeouts.send, left)
-        end
-        local more, err = read(conn)
-        if not more then
-          hl, method = nil, err == "timeout" and 408 or nil
-          break
-        end
-        data = data .. more
-        hl, method, target, path, query, minor, headers, len, chunked, close, expect =
-          parse_request(data, mh, ml, mhd)
-      until hl ~= false
-    end
-    if not hl then
-      if method then -- the status to answer
-        send_error(conn, method)
-        st.linger = true
+  local mh, ml, mhd = limits.max_headers, limits.max_line, limits.max_head
+  local hl, method, target, path, query, minor, headers, len, chunked, close, expect =
+    parse_request(data, mh, ml, mhd)
+  local read_ms = timeouts.header
+  if hl == false then
+    -- The head came in pieces: the rest within the header timeout.
+    local header_ms = timeouts.header
+    local deadline = header_ms and now() + header_ms
+    repeat
+      if deadline then
+        local left = deadline - now()
+        if left <= 0 then hl, method = nil, 408 break end
+        read_ms = left
+        settimeouts(conn, nil, timeouts.send, left)
       end
-      break
-    end
-    if hl < #data then unread(conn, data:sub(hl + 1)) end
-    local req = setmetatable({
-      method = method, target = target, path = path, query = query,
-      version = minor == 1 and "1.1" or "1.0", headers = headers,
-      _len = len or nil, _chunked = chunked or nil, _close = close or nil, _expect = expect or nil,
-      _conn = conn, _srv = srv, _st = st,
-    }, REQ_MT)
-    if req._len and req._len > max_body then
-      send_error(conn, 413)
-      st.linger = true
-      break
-    end
-    local ok, res = xpcall(run_handler, errh, srv, req)
-    if ok then
-      finish_request(srv, req, true)
-    else
-      finish_request(srv, req, false, res.e, res.tb)
-    end
-    if req._close or srv.closing or not drain(req) then
-      -- Input may be left unread (a body, pipelined requests).
-      st.linger = not req._upgraded
-      break
-    end
+      local more, err = read(conn)
+      if not more then
+        hl, method = nil, err == "timeout" and 408 or nil
+        break
+      end
+      data = data .. more
+      hl, method, target, path, query, minor, headers, len, chunked, close, expect =
+        parse_request(data, mh, ml, mhd)
+    until hl ~= false
   end
+  if not hl then
+    if method then -- the status to answer
+      send_error(conn, method)
+      return "linger"
+    end
+    return false
+  end
+  if hl < #data then unread(conn, data:sub(hl + 1)) end
+  local req = setmetatable({
+    method = method, target = target, path = path, query = query,
+    version = minor == 1 and "1.1" or "1.0", headers = headers,
+    _len = len or nil, _chunked = chunked or nil, _close = close or nil, _expect = expect or nil,
+    _conn = conn, _srv = srv, _read_ms = read_ms,
+  }, REQ_MT)
+  if req._len and req._len > limits.max_body then
+    send_error(conn, 413)
+    return "linger"
+  end
+  local ok, res = xpcall(run_handler, errh, srv, req)
+  if ok then
+    finish_request(srv, req, true)
+  else
+    finish_request(srv, req, false, res.e, res.tb)
+  end
+  if req._close or srv.closing or not drain(req) then
+    -- Input may be left unread (a body, pipelined requests).
+    return not req._upgraded and "linger"
+  end
+  if req._read_ms ~= timeouts.header then settimeouts(conn, nil, timeouts.send, timeouts.header) end
+  return true
 end
 
 -- Closing a socket with unread input makes the kernel send a reset, which
@@ -704,24 +706,66 @@ local function linger(conn)
   end
 end
 
-local function conn_task(srv, conn)
-  local st = { idle = false }
-  srv.conns[conn] = st
-  srv.active = srv.active + 1
-  local ok, err = pcall(serve_conn, srv, conn, st)
-  if ok and st.linger then ok, err = pcall(linger, conn) end
-  srv.conns[conn] = nil
+local function drop(srv, conn)
   srv.active = srv.active - 1
   sclose(conn)
-  if not ok then error(err, 0) end
+end
+
+-- Connections wait for their next request in the server's parking lot,
+-- holding no task. Workers take them from the lot as requests arrive (one
+-- worker takes every connection that became ready in one poll of the loop,
+-- without waiting in between). A worker that takes one while no other
+-- waits has another started on the next loop iteration, so a handler that
+-- waits (a database call, a long stream) never keeps the others waiting for
+-- long; the lot wakes that one when connections are still queued. Surplus
+-- workers end (the lot's max_waiting).
+local worker, later_worker
+local function work(srv, me)
+  local lot, busy = srv.lot, srv.busy
+  local idle_ms = srv.timeouts.idle
+  while true do
+    local conn, data, _, waiting = lot_next(lot)
+    if not conn then return end
+    if waiting == 0 and not srv.starting and not srv.closing then
+      srv.starting = true
+      spawn(later_worker, srv)
+    end
+    local keep = false
+    if data then
+      busy[me] = conn
+      local ok
+      ok, keep = pcall(serve_request, srv, conn, data)
+      if not ok then
+        busy[me] = nil
+        drop(srv, conn)
+        error(keep, 0)
+      end
+      if keep == "linger" then pcall(linger, conn) end
+      busy[me] = nil
+    end
+    if keep ~= true or srv.closing or not park(conn, lot, idle_ms) then
+      drop(srv, conn)
+    end
+  end
+end
+worker = function(srv)
+  return work(srv, current())
+end
+later_worker = function(srv)
+  sleep(0)
+  srv.starting = false
+  return work(srv, current())
 end
 
 local function accept_loop(srv)
-  local l = srv.listener
+  local l, lot, send = srv.listener, srv.lot, srv.timeouts.send
+  local header, idle = srv.timeouts.header, srv.timeouts.idle
   while true do
     local conn, err = accept(l)
     if conn then
-      spawn(conn_task, srv, conn)
+      srv.active = srv.active + 1
+      settimeouts(conn, nil, send, header)
+      if not park(conn, lot, idle) then drop(srv, conn) end
     elseif err == "listener closed" or srv.closing then
       break
     else
@@ -765,16 +809,17 @@ function M.serve(opts, handler)
   local timeouts = merge(DEFAULT_TIMEOUTS, opts.timeouts, "timeouts")
   local host, port = opts.host or "127.0.0.1", opts.port
   if type(port) ~= "number" then error("http.serve: port must be a number (0 picks a free one)", 2) end
-  -- https: lunet.socket's TLS (each connection's handshake runs in its own
-  -- task, under the header timeout, as its first read).
+  -- https: lunet.socket's TLS (a connection's handshake advances as its
+  -- bytes arrive, while it waits in the lot; a failed one ends it there).
   local l, err = listen("tcp", host, port, { backlog = opts.backlog, tls = opts.tls })
   if not l then return nil, err end
   local ahost, aport = socket.getsockname(l)
   local srv = setmetatable({
     listener = l, handler = handler, on_error = opts.on_error, limits = limits, timeouts = timeouts,
-    conns = {}, active = 0, closing = false, host = ahost, port = aport,
+    lot = parking(), busy = {}, active = 0, closing = false, starting = false, host = ahost, port = aport,
   }, SERVER_MT)
   srv.task = spawn(accept_loop, srv)
+  spawn(worker, srv)
   return srv
 end
 
@@ -788,17 +833,31 @@ function Server:connections()
   return self.active
 end
 
---- srv:close(): stops accepting; idle connections close now, requests in
--- flight finish (answered with Connection: close).
-function Server:close()
+--- srv:close([grace_ms]): stops accepting; idle connections close now,
+-- requests in flight finish (answered with Connection: close). Handlers
+-- still running `grace_ms` later (default 5000; 0: now) -- long streams,
+-- Server-Sent Events, WebSockets -- are ended: their connection is closed
+-- and their task cancelled.
+function Server:close(grace_ms)
   if self.closing then return end
+  if grace_ms ~= nil and (type(grace_ms) ~= "number" or grace_ms < 0 or grace_ms ~= grace_ms) then
+    error("srv:close: grace_ms must be a number >= 0", 2)
+  end
   self.closing = true
   sclose(self.listener)
-  for conn, st in pairs(self.conns) do
-    if st.idle then sclose(conn) end
-  end
+  self.active = self.active - self.lot:close()
+  local busy = self.busy
+  if next(busy) == nil then return end
+  spawn(function()
+    local stop = now() + (grace_ms or 5000)
+    while next(busy) ~= nil and now() < stop do sleep(math.min(50, stop - now())) end
+    for task, conn in pairs(busy) do
+      busy[task] = nil
+      sclose(conn)
+      task:cancel("server closed")
+    end
+  end)
 end
-
 -- The calls that wait go through lunet's yield guard, like the core's:
 -- "<name> must be called from coroutine" on the main thread.
 for name, f in pairs({ body = Req.body, stream = Req.stream, sse = Req.sse, websocket = Req.websocket }) do

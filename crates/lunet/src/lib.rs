@@ -13,6 +13,8 @@
 pub mod connect;
 pub mod dns;
 pub mod fs;
+pub mod lot;
+pub mod parking;
 pub mod pipe;
 pub mod primitives;
 pub mod process;
@@ -141,8 +143,12 @@ lua_fn! {
             (c"settimeouts", socket::l_settimeouts, Plain),
             (c"_starttls", socket::l_starttls, Yields),
             (c"tlsinfo", socket::l_tlsinfo, Plain),
+            (c"parking", parking::l_parking, Plain),
+            (c"park", parking::l_park, Plain),
         ])?;
-        // The Lua side (TLS connects, starttls) completes the table.
+        parking::set_metatable(L, rt)?;
+        ffi::lua_settop(L, -2);
+        // The Lua side (TLS connects, starttls, lot:next) completes the table.
         run_chunk(L, SOCKET_LUA, c"=lunet.socket").map_err(|e| format!("lunet.socket: {e}"))?;
         ffi::lua_pushvalue(L, -2);
         runtime::push_fn(L, rt, timer::l_now);

@@ -54,7 +54,7 @@ unsafe fn arg<T>(L: *mut lua_State, idx: c_int, what: &str, kind: &str) -> Resul
 /// Pushes the methods table of the handles registered as `meta` (creating
 /// the metatable if needed): closures over the runtime and the metatable,
 /// the waiting ones behind the yield guard (named `<prefix>.<name>`).
-unsafe fn methods(
+pub(crate) unsafe fn methods(
     L: *mut lua_State,
     rt: *mut Runtime,
     prefix: &str,

@@ -29,4 +29,17 @@ end
 function socket.starttls(conn, opts)
   return handshake(conn, opts == nil and true or opts)
 end
+
+-- lot:next() -> conn, data, nil, waiting | conn, nil, err, waiting | nil, err.
+-- A task woken because a connection was queued for it while no libuv
+-- callback could hand it over (socket.park found it ready at once) looks
+-- again; another task may have taken it meanwhile, then it waits again.
+local lot_methods = debug.getregistry()["lunet.socket.parking"].__index
+local lot_next = lot_methods._next
+function lot_methods.next(lot)
+  while true do
+    local conn, a, b, c = lot_next(lot)
+    if conn ~= nil or a ~= nil then return conn, a, b, c end
+  end
+end
 end

@@ -80,7 +80,7 @@ lua_fn! {
         };
         match result {
             Ok(s) => {
-                (*s).timeouts.read = timeout;
+                (*s).timeouts.set_read(timeout);
                 stream::fill(slot, s);
                 if let Some(cfg) = server_tls {
                     stream::set_listener_tls(s, cfg);
@@ -526,7 +526,7 @@ lua_fn! {
     pub fn l_settimeout(L) {
         let ms = opt_ms(L, 2, "socket.settimeout")?;
         match setter_arg(L) {
-            Ok(s) => (*s).timeouts = Timeouts { send: ms, read: ms },
+            Ok(s) => (*s).timeouts = Timeouts::new(ms, ms),
             Err(Some(msg)) => return Ok(push_fail(L, msg)),
             Err(None) => {}
         }
@@ -540,7 +540,7 @@ lua_fn! {
     /// once connected (`connect`'s `opts.timeout` bounds the connect).
     pub fn l_settimeouts(L) {
         opt_ms(L, 2, "socket.settimeouts")?;
-        let t = Timeouts { send: opt_ms(L, 3, "socket.settimeouts")?, read: opt_ms(L, 4, "socket.settimeouts")? };
+        let t = Timeouts::new(opt_ms(L, 3, "socket.settimeouts")?, opt_ms(L, 4, "socket.settimeouts")?);
         match setter_arg(L) {
             Ok(s) => (*s).timeouts = t,
             Err(Some(msg)) => return Ok(push_fail(L, msg)),

@@ -29,6 +29,7 @@ use lunet_abi::ffi::{self, lua_State};
 use lunet_abi::handle;
 use lunet_abi::lua::push_bytes;
 
+use crate::parking;
 use crate::readbuf::{self, ReadBuf, Request, Scan};
 use crate::runtime::{strerror, Runtime};
 use crate::sched::{self, Shape, Spec, WaitId};
@@ -119,17 +120,52 @@ pub struct Sock {
     /// Per-connection read size (0: the runtime's).
     read_size: u32,
     reader: Option<WaitId>,
-    writes: usize,
+    writes: u32,
     /// The TLS session of a TLS connection.
     tls: Option<Box<Tls>>,
     /// Time limits (ms) of write and read (or accept) waits (`settimeouts`).
     pub timeouts: Timeouts,
+    /// The parking lot holding the connection (null: none), and its key
+    /// there (`parking::READY` once queued as ready).
+    pub lot: *mut parking::Parking,
+    pub lot_key: u32,
 }
 
-#[derive(Clone, Copy, Default, Debug)]
+/// Time limits in ms, kept in 32 bits each (a connection's size counts):
+/// `u32::MAX` is none, and limits beyond 49 days are clamped to it minus one.
+#[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
-    pub send: Option<u64>,
-    pub read: Option<u64>,
+    send: u32,
+    read: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { send: u32::MAX, read: u32::MAX }
+    }
+}
+
+fn pack_ms(ms: Option<u64>) -> u32 {
+    ms.map_or(u32::MAX, |m| m.min(u32::MAX as u64 - 1) as u32)
+}
+
+fn unpack_ms(v: u32) -> Option<u64> {
+    (v != u32::MAX).then_some(v as u64)
+}
+
+impl Timeouts {
+    pub fn new(send: Option<u64>, read: Option<u64>) -> Timeouts {
+        Timeouts { send: pack_ms(send), read: pack_ms(read) }
+    }
+    pub fn send(&self) -> Option<u64> {
+        unpack_ms(self.send)
+    }
+    pub fn read(&self) -> Option<u64> {
+        unpack_ms(self.read)
+    }
+    pub fn set_read(&mut self, ms: Option<u64>) {
+        self.read = pack_ms(ms);
+    }
 }
 
 struct WriteReq {
@@ -177,6 +213,8 @@ impl Sock {
             writes: 0,
             tls: None,
             timeouts: Timeouts::default(),
+            lot: ptr::null_mut(),
+            lot_key: 0,
         }))
     }
 
@@ -355,12 +393,17 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
             return;
         }
         let Some(id) = (*s).reader else {
-            let sk = &mut *s;
-            sk.rbuf.extend(data);
-            if sk.rbuf.len() >= high_water(read_size(s)) {
-                uv::uv_read_stop(stream);
-                sk.reading = false;
+            if !(*s).lot.is_null() {
+                if (*s).rbuf.is_empty() {
+                    // The lot hands these bytes to a waiting task directly.
+                    parking::input(s, Some(data));
+                } else {
+                    buffer(s, data);
+                    parking::input(s, None);
+                }
+                return;
             }
+            buffer(s, data);
             return;
         };
         if (*s).rbuf.is_empty() {
@@ -404,10 +447,70 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
     serve_reader(s);
 }
 
+/// Keeps bytes nobody waits for; past the high-water mark the connection
+/// stops reading until they are taken.
+///
+/// # Safety
+/// `s` a live, open connection.
+pub unsafe fn buffer(s: *mut Sock, data: &[u8]) {
+    let sk = &mut *s;
+    sk.rbuf.extend(data);
+    if sk.reading && sk.rbuf.len() >= high_water(read_size(s)) {
+        uv::uv_read_stop(Sock::stream(s));
+        sk.reading = false;
+    }
+}
+
+/// Whether something waits to be read: buffered bytes, the end, an error.
+///
+/// # Safety
+/// `s` a live connection.
+pub unsafe fn has_news(s: *mut Sock) -> bool {
+    !(*s).rbuf.is_empty() || (*s).eof || (*s).error != 0
+}
+
+/// Whether a read waits on `s`.
+///
+/// # Safety
+/// `s` a live connection.
+pub unsafe fn has_reader(s: *mut Sock) -> bool {
+    (*s).reader.is_some()
+}
+
+/// What a connection that a parking lot hands out has: `data, nil` (all
+/// that is buffered), or `nil, "timeout" | "closed" | err`.
+///
+/// # Safety
+/// `L` valid with free slots; `s` a live connection.
+pub unsafe fn push_parked_input(L: *mut lua_State, s: *mut Sock, timed_out: bool) {
+    if !(*s).rbuf.is_empty() {
+        push_bytes(L, (*s).rbuf.bytes());
+        (*s).rbuf.clear();
+        resume_reading(s);
+        ffi::lua_pushnil(L);
+        return;
+    }
+    ffi::lua_pushnil(L);
+    let msg = if timed_out {
+        sched::TIMEOUT.to_string()
+    } else if (*s).error != 0 {
+        error_text(s)
+    } else {
+        PEER_CLOSED.to_string()
+    };
+    push_bytes(L, msg.as_bytes());
+}
+
 /// Answers the waiting reader from the buffer if its request can be answered
-/// now (bytes, too long, or the end of the stream).
+/// now (bytes, too long, or the end of the stream); a connection in a
+/// parking lot becomes ready there instead.
 unsafe fn serve_reader(s: *mut Sock) {
-    let Some(id) = (*s).reader else { return };
+    let Some(id) = (*s).reader else {
+        if !(*s).lot.is_null() && has_news(s) {
+            parking::input(s, None);
+        }
+        return;
+    };
     let rt = (*s).rt;
     let sk = &mut *s;
     match sk.rbuf.scan(&sk.req, sk.eof && sk.error == 0) {
@@ -450,6 +553,8 @@ unsafe fn unhook_reader(rt: *mut Runtime, ctx: *mut c_void, id: WaitId) {
 }
 
 pub const TOO_LONG: &str = "too long";
+/// A read on a connection that waits in a parking lot.
+pub const PARKED: &str = "the connection is parked";
 /// The peer ended the stream in the middle of a framed read.
 pub const PEER_CLOSED: &str = "closed";
 
@@ -511,6 +616,9 @@ pub unsafe fn read(L: *mut lua_State, s: *mut Sock, req: Request) -> ReadNow {
     if sk.reader.is_some() {
         return ReadNow::Done(lunet_abi::lua::push_fail(L, "another read already in progress"));
     }
+    if !sk.lot.is_null() {
+        return ReadNow::Done(lunet_abi::lua::push_fail(L, PARKED));
+    }
     let ended = sk.eof || sk.error != 0;
     sk.rbuf.restart();
     sk.req = req;
@@ -536,7 +644,7 @@ pub unsafe fn read(L: *mut lua_State, s: *mut Sock, req: Request) -> ReadNow {
         }
         sk.reading = true;
     }
-    let spec = Spec::new(Shape::Two).timeout(sk.timeouts.read).unhook(unhook_reader, s.cast());
+    let spec = Spec::new(Shape::Two).timeout(sk.timeouts.read()).unhook(unhook_reader, s.cast());
     uv::uv_ref(Sock::handle(s));
     (*s).reader = Some(sched::park((*s).rt, L, spec));
     ReadNow::Wait
@@ -558,6 +666,9 @@ unsafe fn resume_reading(s: *mut Sock) {
 pub unsafe fn unread(s: *mut Sock, data: &[u8]) -> Result<(), &'static str> {
     if (*s).reader.is_some() {
         return Err("another read already in progress");
+    }
+    if !(*s).lot.is_null() {
+        return Err(PARKED);
     }
     (*s).rbuf.unread(data);
     Ok(())
@@ -654,7 +765,7 @@ unsafe fn send(L: Option<*mut lua_State>, s: *mut Sock, bufs: &mut [uv::uv_buf_t
     }
     (*s).writes += 1;
     let Some(L) = L else { return WriteNow::Done(None) };
-    let spec = Spec::new(Shape::One).timeout((*s).timeouts.send).unhook(unhook_writer, wr.cast());
+    let spec = Spec::new(Shape::One).timeout((*s).timeouts.send()).unhook(unhook_writer, wr.cast());
     (*wr).wait = Some(sched::park((*s).rt, L, spec));
     WriteNow::Wait
 }
@@ -741,7 +852,7 @@ pub unsafe fn shutdown_write(L: *mut lua_State, s: *mut Sock) -> Result<(), Stri
         return Err(strerror(rc));
     }
     (*s).shut = true;
-    let spec = Spec::new(Shape::Two).timeout((*s).timeouts.send).unhook(unhook_shutdown, sr.cast());
+    let spec = Spec::new(Shape::Two).timeout((*s).timeouts.send()).unhook(unhook_shutdown, sr.cast());
     (*sr).wait = Some(sched::park((*s).rt, L, spec));
     Ok(())
 }
@@ -802,6 +913,9 @@ unsafe fn tls_input(s: *mut Sock, input: Option<&[u8]>) {
             uv::uv_read_stop(Sock::stream(s));
             (*s).reading = false;
         }
+        if !(*s).lot.is_null() && has_news(s) {
+            parking::input(s, None);
+        }
         return;
     }
     serve_reader(s);
@@ -859,6 +973,9 @@ pub unsafe fn starttls(L: *mut lua_State, s: *mut Sock, session: tls::Session, t
     if (*s).reader.is_some() {
         return Err("another read already in progress".into());
     }
+    if !(*s).lot.is_null() {
+        return Err(PARKED.into());
+    }
     if (*s).shut {
         return Err(SHUT.into());
     }
@@ -890,7 +1007,7 @@ pub unsafe fn starttls(L: *mut lua_State, s: *mut Sock, session: tls::Session, t
     if !(*s).reading {
         (*s).reading = uv::uv_read_start(Sock::stream(s), Some(on_alloc), Some(on_read)) == 0;
     }
-    let spec = Spec::new(Shape::Two).timeout(timeout.or((*s).timeouts.read)).unhook(unhook_handshaker, s.cast());
+    let spec = Spec::new(Shape::Two).timeout(timeout.or((*s).timeouts.read())).unhook(unhook_handshaker, s.cast());
     let id = sched::park((*s).rt, L, spec);
     uv::uv_ref(Sock::handle(s));
     (*s).tls.as_mut().unwrap().handshaker = Some(id);
@@ -1017,7 +1134,7 @@ pub unsafe fn accept(L: *mut lua_State, s: *mut Sock) -> Option<c_int> {
     if l.accepter.is_some() {
         return Some(lunet_abi::lua::push_fail(L, "another accept already in progress"));
     }
-    let spec = Spec::new(Shape::Two).timeout((*s).timeouts.read).unhook(unhook_accepter, s.cast());
+    let spec = Spec::new(Shape::Two).timeout((*s).timeouts.read()).unhook(unhook_accepter, s.cast());
     let id = sched::park((*s).rt, L, spec);
     (*s).listen.as_mut().unwrap().accepter = Some(id);
     None
@@ -1061,6 +1178,9 @@ pub unsafe fn close(s: *mut Sock, wake: bool) {
     }
     if let Some(id) = (*s).reader.take() {
         woken.push((id, CLOSED));
+    }
+    if !(*s).lot.is_null() {
+        parking::forget(s);
     }
     tls_goodbye(s);
     if let Some(id) = (*s).tls.as_mut().and_then(|t| t.handshaker.take()) {
@@ -1107,6 +1227,6 @@ mod tests {
     fn sock_size() {
         let n = std::mem::size_of::<super::Sock>();
         eprintln!("Sock {n} bytes, of which the libuv handle {}", std::mem::size_of::<super::Handle>());
-        assert!(n <= 448, "Sock grew to {n} bytes");
+        assert!(n <= 416, "Sock grew to {n} bytes");
     }
 }
