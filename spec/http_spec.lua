@@ -558,6 +558,26 @@ describe("lunet.httpc", function()
     end)
   end)
 
+  it("a server announcing a chunk too big to read at once gives a sink nil, err (it raised)", function()
+    H.run(function()
+      local l = assert(socket.listen("tcp", "127.0.0.1", 0))
+      local _, port = socket.getsockname(l)
+      lunet.spawn(function()
+        local c = socket.accept(l)
+        socket.read(c)
+        socket.write(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFF\r\nabc")
+        socket.close(c)
+      end)
+      local got = {}
+      local r, err = httpc.request({ url = "http://127.0.0.1:" .. port .. "/",
+        sink = function(p) got[#got + 1] = p return true end })
+      assert.is_nil(r)
+      assert.equal("closed", err)
+      assert.same({}, got)
+      socket.close(l)
+    end)
+  end)
+
   it("retries an idempotent request once when its pooled connection was closed by the server", function()
     local conns = {}
     with_server({ timeouts = { idle = 30 } }, function(req)
