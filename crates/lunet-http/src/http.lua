@@ -922,6 +922,9 @@ local reg = debug.getregistry()
 reg["lunet.http.server"], reg["lunet.http.request"], reg["lunet.http.writer"] = SERVER_MT, REQ_MT, WRITER_MT
 reg["lunet.http.sse"], reg["lunet.http.websocket"] = SSE_MT, WS_MT
 reg["lunet.http.body_reader"] = READER_MT
+for _, name in ipairs({ "server", "request", "writer", "sse", "websocket", "body_reader" }) do
+  reg["lunet.http." .. name].__name = "lunet.http." .. name -- as the core's handles have
+end
 
 M.reasons = REASONS
 return M
