@@ -9,7 +9,13 @@
 #      bench/loadclient.c.
 #   3. RSS per idle connection with 5,000 connections open.
 #   lunet-http (bench/http_serve.lua) is the same hello answered through
-#   lunet.http's http.serve, in 1 and 3, and in a run with 1,000 connections.
+#   lunet.http's http.serve, in 1 and 3, and in a run with 1,000 connections;
+#   openresty is the same answer from nginx with lua-nginx-module
+#   (content_by_lua_block), in both HTTP runs. OpenResty itself is not
+#   packaged in Debian 12: this is Debian's nginx with Debian's
+#   lua-nginx-module 0.10.23, lua-resty-core and OpenResty's LuaJIT branch,
+#   unpacked by scripts/deps.sh bench into .tmp/bench/lua-nginx (installing
+#   them would replace Debian's luajit). Without them the row is skipped.
 #
 # Servers run pinned to CPU 0, load generators to CPU 1, everything on
 # 127.0.0.1, every run bounded in time. Server CPU time comes from
@@ -157,10 +163,29 @@ wrk_p99_ms() { # wrk prints 99% with us/ms/s units
        if (u == "us") v /= 1000; else if (u == "s") v *= 1000; print v }' "$1"
 }
 
-nginx_conf() { # prefix port
+LUA_NGINX=$PWD/.tmp/bench/lua-nginx
+if [ -e "$LUA_NGINX/usr/lib/nginx/modules/ngx_http_lua_module.so" ]; then OPENRESTY=openresty; else
+  OPENRESTY=
+  echo "net.sh: no lua-nginx-module in $LUA_NGINX (scripts/deps.sh bench unpacks it): no openresty row" >&2
+fi
+
+nginx_conf() { # prefix port [lua]
+  local modules="" lua="" location='return 200 "Hello, World!";'
+  if [ "${3:-}" = lua ]; then
+    modules="load_module $LUA_NGINX/usr/lib/nginx/modules/ndk_http_module.so;
+load_module $LUA_NGINX/usr/lib/nginx/modules/ngx_http_lua_module.so;"
+    lua="lua_package_path \"$LUA_NGINX/usr/share/lua/5.1/?.lua;;\";"
+    # The answer of bench/http_serve.lua's handler: text/plain, a length.
+    location='content_by_lua_block {
+        ngx.header["Content-Type"] = "text/plain"
+        ngx.header["Content-Length"] = 13
+        ngx.print("Hello, World!")
+      }'
+  fi
   mkdir -p "$1/logs"
   cat >"$1/nginx.conf" <<EOF
 # Written by bench/net.sh for one run; deleted afterwards.
+$modules
 daemon off;
 master_process off;
 worker_processes 1;
@@ -180,10 +205,11 @@ http {
   fastcgi_temp_path $1/fastcgi;
   uwsgi_temp_path $1/uwsgi;
   scgi_temp_path $1/scgi;
+  $lua
   server {
     listen 127.0.0.1:$2;
     location / {
-      return 200 "Hello, World!";
+      $location
     }
   }
 }
@@ -202,6 +228,11 @@ start_named() {
     nginx|nginx-1k)
       nginx_conf "$RUN/nginx" "$port"
       start_server nginx "$port" nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/logs/error.log"
+      ;;
+    openresty|openresty-1k)
+      nginx_conf "$RUN/nginx" "$port" lua
+      LD_LIBRARY_PATH=$LUA_NGINX/usr/lib/x86_64-linux-gnu start_server "$1" "$port" \
+        nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/logs/error.log"
       ;;
     c-echo) start_server c-echo "$port" .tmp/bench/echo_server "$port" ;;
     lunet-echo) start_server lunet-echo "$port" "$BUILD/lunet-run" bench/echo_lunet.lua "$port" ;;
@@ -236,8 +267,10 @@ if [ -z "$ONLY" ] || [ "$ONLY" = http ]; then
   echo
   echo "== HTTP keep-alive hello world: wrk -t1 -c50 -d${SECS}s, $ROUNDS round(s) (server on CPU 0, wrk on CPU 1), syscalls by $COUNTER"
   for ((round = 1; round <= ROUNDS; round++)); do
-    for s in lunet lunet-lines lunet-http luv nginx; do http_bench "$s"; done
+    for s in lunet lunet-lines lunet-http luv nginx $OPENRESTY; do http_bench "$s"; done
     add cpu_http_nginx "$(calc "${V[cpu/lunet-http]##* } / ${V[cpu/nginx]##* }")"
+    # Requests per CPU-second of lunet-http over openresty's: the inverse ratio of CPU per request.
+    [ -n "$OPENRESTY" ] && add rpc_openresty "$(calc "${V[cpu/openresty]##* } / ${V[cpu/lunet-http]##* }")"
     add cpu_lines "$(calc "${V[cpu/lunet-lines]##* } / ${V[cpu/lunet]##* }")"
     r=${V[cpu/lunet]##* }
     add cpu_nginx "$(calc "$r / ${V[cpu/nginx]##* }")"
@@ -247,30 +280,33 @@ if [ -z "$ONLY" ] || [ "$ONLY" = http ]; then
     add rps_luv "$(calc "$r / ${V[rps/luv]##* }")"
   done
   printf '%-11s %-22s %-20s %-18s %-20s %-20s\n' server "req/s" "CPU us/request" "syscalls/request" "p99 ms" "RSS KiB"
-  for s in lunet lunet-lines lunet-http luv nginx; do
+  for s in lunet lunet-lines lunet-http luv nginx $OPENRESTY; do
     printf '%-11s %-22s %-20s %-18s %-20s %-20s\n' "$s" "$(show %.0f "rps/$s")" "$(show %.2f "cpu/$s")" \
       "$(show %.2f "sys/$s")" "$(show %.2f "p99/$s")" "$(show %.0f "rss/$s")"
   done
   echo "syscalls per request by kind (last round):"
-  for s in lunet lunet-lines lunet-http luv nginx; do echo "  $s: ${SYSTOP[$s]}"; done
+  for s in lunet lunet-lines lunet-http luv nginx $OPENRESTY; do echo "  $s: ${SYSTOP[$s]}"; done
   echo "lunet-lines/lunet (read \"*l\" vs the hand-rolled buffer): CPU per request $(show %.2f cpu_lines) (target <= 1.0: $(verdict "$(med cpu_lines)" "<=" 1.0))"
   echo "lunet/nginx: req/s $(show %.2f rps_nginx), CPU per request $(show %.2f cpu_nginx) (target <= 0.95: $(verdict "$(med cpu_nginx)" "<=" 0.95))"
   echo "lunet/luv:   req/s $(show %.2f rps_luv), CPU per request $(show %.2f cpu_luv)"
   echo "lunet syscalls per request: $(show %.2f sys/lunet) (target <= 2.1: $(verdict "$(med sys/lunet)" "<=" 2.1))"
   echo "lunet-http/nginx (http.serve vs return 200): CPU per request $(show %.2f cpu_http_nginx) (target <= 1.0: $(verdict "$(med cpu_http_nginx)" "<=" 1.0))"
+  [ -n "$OPENRESTY" ] && echo "lunet-http/openresty (http.serve vs content_by_lua_block): requests per CPU-second $(show %.2f rpc_openresty) (target >= 1.3: $(verdict "$(med rpc_openresty)" ">=" 1.3))"
   echo
-  echo "== HTTP keep-alive hello world with 1,000 connections: wrk -t1 -c1000 -d${SECS}s, lunet.http against nginx"
+  echo "== HTTP keep-alive hello world with 1,000 connections: wrk -t1 -c1000 -d${SECS}s, lunet.http against nginx${OPENRESTY:+ and openresty}"
   ulimit -n 4096 2>/dev/null || true
   for ((round = 1; round <= ROUNDS; round++)); do
-    for s in lunet-http-1k nginx-1k; do WRK_CONNS=1000 http_bench "$s"; done
+    for s in lunet-http-1k nginx-1k ${OPENRESTY:+openresty-1k}; do WRK_CONNS=1000 http_bench "$s"; done
     add cpu_http_nginx_1k "$(calc "${V[cpu/lunet-http-1k]##* } / ${V[cpu/nginx-1k]##* }")"
+    [ -n "$OPENRESTY" ] && add rpc_openresty_1k "$(calc "${V[cpu/openresty-1k]##* } / ${V[cpu/lunet-http-1k]##* }")"
   done
   printf '%-14s %-22s %-20s %-18s %-20s %-20s\n' server "req/s" "CPU us/request" "syscalls/request" "p99 ms" "RSS KiB"
-  for s in lunet-http-1k nginx-1k; do
+  for s in lunet-http-1k nginx-1k ${OPENRESTY:+openresty-1k}; do
     printf '%-14s %-22s %-20s %-18s %-20s %-20s\n' "$s" "$(show %.0f "rps/$s")" "$(show %.2f "cpu/$s")" \
       "$(show %.2f "sys/$s")" "$(show %.2f "p99/$s")" "$(show %.0f "rss/$s")"
   done
   echo "lunet-http/nginx with 1,000 connections: CPU per request $(show %.2f cpu_http_nginx_1k) (target <= 1.0: $(verdict "$(med cpu_http_nginx_1k)" "<=" 1.0))"
+  [ -n "$OPENRESTY" ] && echo "lunet-http/openresty with 1,000 connections: requests per CPU-second $(show %.2f rpc_openresty_1k) (target >= 1.3: $(verdict "$(med rpc_openresty_1k)" ">=" 1.3))"
 fi
 
 # ------------------------------------------------------------------ echo

@@ -53,6 +53,18 @@ local function echo(req)
   return 200, { ["Content-Type"] = "text/plain" }, req.method .. " " .. req.path .. "?" .. req.query
 end
 
+-- Reads the whole request body through req:body_reader(opts): the pieces,
+-- and the error that ended the reading (nil at the body's end).
+local function pieces_of(req, opts)
+  local r = req:body_reader(opts)
+  local got = {}
+  while true do
+    local p, err = r:read()
+    if not p then return got, err end
+    got[#got + 1] = p
+  end
+end
+
 describe("lunet.http server", function()
   it("parses the request: method, path, query, version, lower-case headers", function()
     local seen
@@ -462,6 +474,188 @@ describe("lunet.http server", function()
   end)
 end)
 
+describe("lunet.http streamed request bodies (req:body_reader)", function()
+  -- A handler that reads its body through a reader and records the pieces
+  -- and how the reading ended in `seen`; answers with the pieces joined by "|".
+  local function streamer(seen)
+    return function(req)
+      local max = tonumber(req.query:match("max=(%d+)") or nil)
+      local got, err = pieces_of(req, max and { max = max } or nil)
+      seen[#seen + 1] = { pieces = got, err = err }
+      return 200, nil, table.concat(got, "|")
+    end
+  end
+
+  it("reads Content-Length and chunked bodies piece by piece, then serves the next pipelined request", function()
+    local seen = {}
+    with_server({}, streamer(seen), function(port)
+      local r = exchange(port, "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+        .. "POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\n"
+        .. "GET /c HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+      assert.equal(3, select(2, r:gsub("HTTP/1.1 200 OK", "")))
+      assert.matches("\r\n\r\nhello.*\r\n\r\nabc|de.*Content%-Length: 0\r\n", r)
+    end)
+    assert.same({ { pieces = { "hello" } }, { pieces = { "abc", "de" } }, { pieces = {} } }, seen)
+  end)
+
+  it("hands over a piece as it arrives, before the rest of the body is sent", function()
+    local got = {}
+    with_server({}, function(req)
+      local r = req:body_reader()
+      while true do
+        local p = assert(r:read())
+        got[#got + 1] = p
+        if table.concat(got) == "first second" then break end
+      end
+      return 200, nil, table.concat(got, "|")
+    end, function(port)
+      local c = assert(socket.connect("127.0.0.1", port))
+      socket.settimeout(c, 3000)
+      socket.write(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\nConnection: close\r\n\r\nfirst")
+      assert.is_true(H.eventually(function() return got[1] == "first" end))
+      socket.write(c, " second")
+      local r = read_all(c)
+      socket.close(c)
+      assert.matches("\r\n\r\nfirst| second$", r)
+    end)
+  end)
+
+  it("Expect: 100-continue: says Continue only when the handler starts reading", function()
+    local go = false
+    with_server({}, function(req)
+      local r = req:body_reader()
+      assert(H.eventually(function() return go end))
+      return 200, nil, assert(r:read())
+    end, function(port)
+      local c = assert(socket.connect("127.0.0.1", port))
+      socket.write(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+      socket.settimeout(c, 200)
+      assert.same({ nil, "timeout" }, { socket.read(c) })
+      go = true
+      socket.settimeout(c, 3000)
+      assert.equal("HTTP/1.1 100 Continue", socket.read(c, "*l"))
+      assert.equal("", socket.read(c, "*l"))
+      socket.write(c, "ping")
+      assert.matches("^HTTP/1.1 200 OK", assert(socket.read_until(c, "\r\n\r\n")))
+      assert.equal("ping", socket.read(c, 4))
+      socket.close(c)
+    end)
+  end)
+
+  it("enforces limits.max_body, or a lower opts.max: 413 and a closed connection", function()
+    local seen = {}
+    with_server({ limits = { max_body = 100 } }, streamer(seen), function(port)
+      local r = exchange(port, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n"
+        .. ("x"):rep(100) .. "\r\n1\r\ny\r\n0\r\n\r\n")
+      assert.matches("^HTTP/1.1 413 ", r)
+      assert.matches("Connection: close\r\n", r)
+      r = exchange(port, "POST /?max=10 HTTP/1.1\r\nHost: h\r\nContent-Length: 20\r\n\r\n" .. ("x"):rep(20))
+      assert.matches("^HTTP/1.1 413 ", r)
+      r = exchange(port, "POST /?max=10 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .. "5\r\nxxxxx\r\n6\r\nxxxxxx\r\n0\r\n\r\n")
+      assert.matches("^HTTP/1.1 413 ", r)
+      r = exchange(port, "POST /?max=10 HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+        .. ("x"):rep(10))
+      assert.matches("^HTTP/1.1 200 .*\r\n\r\nxxxxxxxxxx$", r)
+    end)
+    assert.same({ pieces = { ("x"):rep(100) }, err = "body too large" }, seen[1])
+    assert.same({ pieces = {}, err = "body too large" }, seen[2])
+    assert.same({ pieces = { "xxxxx" }, err = "body too large" }, seen[3])
+  end)
+
+  it("a malformed chunk in the middle: 400 after the good pieces", function()
+    local seen = {}
+    with_server({}, streamer(seen), function(port)
+      local r = exchange(port, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .. "5\r\nabcde\r\nZZ\r\nxx\r\n0\r\n\r\n")
+      assert.matches("^HTTP/1.1 400 ", r)
+      r = exchange(port, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .. "2\r\nabXY0\r\n\r\n")
+      assert.matches("^HTTP/1.1 400 ", r)
+      assert.matches("^HTTP/1.1 200 ", exchange(port, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"))
+    end)
+    assert.same({ pieces = { "abcde" }, err = "malformed chunked body" }, seen[1])
+    assert.same({ pieces = {}, err = "malformed chunked body" }, seen[2])
+  end)
+
+  it("a client vanishing mid-body gives nil, \"closed\"; one stalling gives a 408", function()
+    local seen = {}
+    with_server({ timeouts = { body = 100 } }, streamer(seen), function(port)
+      local c = assert(socket.connect("127.0.0.1", port))
+      socket.write(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" .. ("v"):rep(100))
+      socket.close(c)
+      assert.is_true(H.eventually(function() return seen[1] ~= nil end))
+      local r = exchange(port, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 20\r\n\r\n" .. ("s"):rep(10))
+      assert.matches("^HTTP/1.1 408 ", r)
+      assert.matches("^HTTP/1.1 200 ", exchange(port, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"))
+    end)
+    assert.equal("closed", seen[1].err)
+    assert.equal(("v"):rep(100), table.concat(seen[1].pieces))
+    assert.same({ pieces = { ("s"):rep(10) }, err = "timeout" }, seen[2])
+  end)
+
+  it("after the handler returns, a small unread rest is skipped and a large one closes", function()
+    with_server({}, function(req)
+      local p = assert(req:body_reader():read())
+      return 200, nil, "first " .. #p
+    end, function(port)
+      -- Content-Length: 5 of 10 bytes read; the rest comes after the answer.
+      local c = assert(socket.connect("127.0.0.1", port))
+      socket.settimeout(c, 3000)
+      socket.write(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n01234")
+      local head = assert(socket.read_until(c, "\r\n\r\n"))
+      assert.not_matches("Connection: close", head)
+      assert.equal("first 5", socket.read(c, 7))
+      -- Chunked: one chunk of two read.
+      socket.write(c, "56789POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+      head = assert(socket.read_until(c, "\r\n\r\n"))
+      assert.not_matches("Connection: close", head)
+      assert.equal("first 3", socket.read(c, 7))
+      socket.write(c, "4\r\ndefg\r\n0\r\n\r\nPOST / HTTP/1.1\r\nHost: h\r\nContent-Length: 200000\r\n\r\nxyz")
+      head = assert(socket.read_until(c, "\r\n\r\n"))
+      assert.matches("^HTTP/1.1 200 .*Connection: close$", head)
+      assert.equal("first 3", read_all(c))
+      socket.close(c)
+    end)
+  end)
+
+  it("mixing with req:body(), misuse and use after the handler returned", function()
+    local kept, errs = nil, {}
+    with_server({}, function(req)
+      if req.path == "/body-first" then
+        local b = assert(req:body())
+        local r = req:body_reader()
+        assert(r == req:body_reader())
+        local p1, p2 = r:read(), r:read()
+        return 200, nil, b .. "=" .. tostring(p1) .. "," .. tostring(p2)
+      elseif req.path == "/reader-first" then
+        kept = req:body_reader()
+        assert(kept:read())
+        errs[#errs + 1] = select(2, pcall(req.body, req))
+        return 200, nil, "x"
+      end
+      errs[#errs + 1] = select(2, pcall(req.body_reader, req, 5))
+      errs[#errs + 1] = select(2, pcall(req.body_reader, req, { max = -1 }))
+      return 200, nil, "y"
+    end, function(port)
+      local r = exchange(port, "POST /body-first HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+      assert.matches("\r\n\r\nabc=abc,nil$", r)
+      r = exchange(port, "POST /reader-first HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+      assert.matches("\r\n\r\nx$", r)
+      r = exchange(port, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+      assert.matches("\r\n\r\ny$", r)
+      local ok, err = pcall(kept.read, kept)
+      assert.is_false(ok)
+      errs[#errs + 1] = err
+    end)
+    assert.matches("req:body: the body is being streamed", errs[1])
+    assert.matches("opts must be a table", errs[2])
+    assert.matches("max must be a number", errs[3])
+    assert.matches("reader:read: the request is finished", errs[4])
+    assert.has_error(function() kept:read() end)
+  end)
+end)
+
 describe("lunet.http WebSocket", function()
   -- A masked client frame.
   local function frame(op, payload, fin)
@@ -636,6 +830,86 @@ describe("lunet.httpc", function()
       assert.equal("enough", err)
       assert.has_error(function() httpc.request({ url = base, sink = "x" }) end)
       httpc.close_idle()
+    end)
+  end)
+
+  it("uploads a body given as a function: chunked, piece by piece, on its own connection", function()
+    local seen = {}
+    with_server({}, function(req)
+      if req.path == "/307" then return 307, { Location = "/up" }, "again" end
+      if req.path == "/303" then return 303, { Location = "/up" }, "see" end
+      if req.path == "/early" then return 401, nil, "no" end
+      local got, err = pieces_of(req)
+      seen[#seen + 1] = { req.method, req.headers["transfer-encoding"], table.concat(got, "|"), err }
+      return 200, nil, table.concat(got)
+    end, function(port)
+      local base = "http://127.0.0.1:" .. port
+      local function source(list)
+        local i = 0
+        return function()
+          i = i + 1
+          return list[i]
+        end
+      end
+      local r = assert(httpc.request({ url = base .. "/up", method = "PUT", body = source({ "one", "", "two", "three" }) }))
+      assert.equal("onetwothree", r.body)
+      assert.same({ "PUT", "chunked", "one|two|three" }, seen[1])
+      r = assert(httpc.request({ url = base .. "/up", method = "POST", body = source({}) }))
+      assert.equal("", r.body)
+      assert.same({ "POST", "chunked", "" }, seen[2])
+      -- The source's nil, err ends the request with that error.
+      local n = 0
+      assert.same({ nil, "disk on fire" }, { httpc.request({ url = base .. "/up", method = "POST", body = function()
+        n = n + 1
+        if n == 1 then return "part" end
+        return nil, "disk on fire"
+      end }) })
+      -- A streamed body is not sent again: 307 comes back; 303 is followed with GET.
+      r = assert(httpc.request({ url = base .. "/307", method = "POST", follow_redirects = true,
+        body = source({ "x" }) }))
+      assert.equal(307, r.status)
+      assert.equal("again", r.body)
+      r = assert(httpc.request({ url = base .. "/303", method = "POST", follow_redirects = true,
+        body = source({ "x" }) }))
+      assert.equal(200, r.status)
+      assert.same({ "GET", nil, "" }, seen[#seen])
+      -- A server that answers without reading the body: its answer arrives.
+      n = 0
+      r = assert(httpc.request({ url = base .. "/early", method = "POST", body = function()
+        n = n + 1
+        if n <= 16 then return ("x"):rep(16384) end
+      end }))
+      assert.equal(401, r.status)
+      assert.equal("no", r.body)
+      -- Programmer errors raise: a source returning a non-string, or raising.
+      assert.has_error(function()
+        httpc.request({ url = base .. "/up", method = "POST", body = function() return 42 end })
+      end, "httpc.request: the body function must return a string or nil (got number)")
+      assert.has_error(function()
+        httpc.request({ url = base .. "/up", method = "POST", body = function() error("boom", 0) end })
+      end, "boom")
+      assert.has_error(function() httpc.request({ url = base, body = true }) end)
+      httpc.close_idle()
+    end)
+  end)
+
+  it("a server announcing a chunk too big to read at once gives a sink nil, err (it raised)", function()
+    H.run(function()
+      local l = assert(socket.listen("tcp", "127.0.0.1", 0))
+      local _, port = socket.getsockname(l)
+      lunet.spawn(function()
+        local c = socket.accept(l)
+        socket.read(c)
+        socket.write(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFF\r\nabc")
+        socket.close(c)
+      end)
+      local got = {}
+      local r, err = httpc.request({ url = "http://127.0.0.1:" .. port .. "/",
+        sink = function(p) got[#got + 1] = p return true end })
+      assert.is_nil(r)
+      assert.equal("closed", err)
+      assert.same({}, got)
+      socket.close(l)
     end)
   end)
 
@@ -821,6 +1095,125 @@ EOF
 ]])
     assert.equal(0, rc, err)
     assert.equal("héllo\nb'\\x00\\x01\\x02'\n60000\npong\nclosed 4000 bye\n", out)
+  end)
+
+  -- Runs the shell command `cmd` in the background while the loop keeps
+  -- serving; returns what it printed (stdout and stderr).
+  local function background(cmd, ms)
+    local out = os.tmpname()
+    os.execute(("(%s; echo ' DONE') >%s 2>&1 &"):format(cmd, out))
+    local text = ""
+    assert(H.eventually(function()
+      local f = io.open(out)
+      text = f and f:read("*a") or ""
+      if f then f:close() end
+      return text:find(" DONE\n", 1, true) ~= nil
+    end, ms or 20000), "the background command did not finish")
+    os.remove(out)
+    return (text:gsub(" DONE\n$", ""))
+  end
+
+  it("streamed uploads: 64 MiB from curl (chunked) and Python (Content-Length) in bounded memory", function()
+    local BIG = 64 * 1048576
+    H.run(function()
+      local srv = assert(http.serve({ port = 0, limits = { max_body = 2 * BIG } }, function(req)
+        if req.path == "/pieces" then
+          local got, err = pieces_of(req)
+          return 200, nil, table.concat(got, "|") .. (err and " " .. err or "")
+        end
+        -- Counts the body's bytes (all zeros) and the Lua heap's growth.
+        collectgarbage()
+        local base = collectgarbage("count")
+        local peak, n, bad = base, 0, false
+        local r = req:body_reader()
+        while true do
+          local p, err = r:read()
+          if not p then
+            if err then return 200, nil, "error " .. err end
+            break
+          end
+          n = n + #p
+          bad = bad or p:find("[^%z]") ~= nil
+          local kb = collectgarbage("count")
+          if kb > peak then peak = kb end
+        end
+        return 200, nil, ("%s %d %d %s"):format(req.headers["transfer-encoding"] or "length", n,
+          math.floor(peak - base), tostring(bad))
+      end))
+      local _, port = srv:address()
+      local url = "http://127.0.0.1:" .. port
+      local f
+      local out = background(("head -c %d /dev/zero | curl -sS --max-time 60 -T - %s/count"):format(BIG, url), 60000)
+      local kind, n, growth, bad = out:match("^(%S+) (%d+) (%d+) (%S+)$")
+      assert(kind, out)
+      assert.equal("chunked", kind)
+      assert.equal(BIG, tonumber(n))
+      assert.equal("false", bad)
+      -- The heap grows by a few pieces' worth, not by the body.
+      assert.is_true(tonumber(growth) < 16384, "heap grew by " .. growth .. " KiB")
+      local script = os.tmpname()
+      f = io.open(script, "w")
+      f:write([[
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
+N = 64 * 1024 * 1024
+def zeros():
+    z = b"\0" * 65536
+    for _ in range(N // 65536):
+        yield z
+c.request("POST", "/count", body=zeros(), headers={"Content-Length": str(N)})
+r = c.getresponse()
+print(r.status, r.read().decode())
+c.request("POST", "/pieces", body=iter([b"a", b"bc", b"", b"def"]), encode_chunked=True)
+r = c.getresponse()
+print(r.status, r.read().decode())
+]])
+      f:close()
+      out = background(PY .. " " .. script .. " " .. port, 60000)
+      os.remove(script)
+      local status, growth2
+      status, kind, n, growth2, bad = out:match("^(%d+) (%S+) (%d+) (%d+) (%S+)\n")
+      assert(status, out)
+      assert.equal("200", status)
+      assert.equal("length", kind)
+      assert.equal(BIG, tonumber(n))
+      assert.equal("false", bad)
+      assert.is_true(tonumber(growth2) < 16384, "heap grew by " .. growth2 .. " KiB")
+      assert.matches("\n200 a|bc|def\n$", out)
+      srv:close()
+    end, 90000)
+  end)
+
+  it("curl -T -: a chunked upload cut off mid-body reaches the handler as nil, \"closed\"", function()
+    H.run(function()
+      local got, result = {}, nil
+      local srv = assert(http.serve({ port = 0 }, function(req)
+        local r = req:body_reader()
+        while true do
+          local p, err = r:read()
+          if not p then
+            result = err or "end"
+            return 200, nil, "ok"
+          end
+          got[#got + 1] = p
+        end
+      end))
+      local _, port = srv:address()
+      local pidf = os.tmpname()
+      os.execute(("(printf 'hello'; sleep 5) | curl -sS -T - http://127.0.0.1:%d/ >/dev/null 2>&1 & echo $! >%s")
+        :format(port, pidf))
+      local f = io.open(pidf)
+      local pid = f:read("*l")
+      f:close()
+      os.remove(pidf)
+      -- curl is killed while it still has a body to send.
+      assert(H.eventually(function() return got[1] ~= nil end, 10000))
+      os.execute("kill -9 " .. pid)
+      assert(H.eventually(function() return result ~= nil end, 10000))
+      assert.same({ "hello" }, got)
+      assert.equal("closed", result)
+      srv:close()
+    end, 15000)
   end)
 
   it("reported the handler error on stderr and is still serving", function()

@@ -420,6 +420,76 @@ local function call(where, name, ...)
   return invoke(where, t, { ... }, select("#", ...))
 end
 
+-- A method of handle `v` by name, through the same logged calls (nothing
+-- when `v` has no such method).
+local function method(where, v, name, ...)
+  local k = kind_of(v)
+  for _, t in ipairs(k and k.methods or {}) do
+    if t.name:sub(-#name - 1) == ":" .. name then
+      return invoke(where, t, { v, ... }, select("#", ...) + 1)
+    end
+  end
+  return { n = 0 }
+end
+
+-- lunet.http: what a handler does with its request, and with the writer,
+-- SSE stream, WebSocket or body reader it gets: mostly right, sometimes
+-- with wrong arguments, twice, after closing, or (in a task it spawns)
+-- after the handler has returned.
+local STATUSES = { 200, 200, 201, 204, 304, 404, 500, 101, 99, 1000, 200.5, "200", -1, 0 / 0 }
+local function some_headers(r)
+  return V.pick(r, { nil, { ["Content-Type"] = "text/plain" }, { ["X-A"] = { "1", "2" } }, { Connection = "close" },
+    { ["Content-Length"] = "5" }, { ["Bad Name"] = "v" }, { X = "a\r\nb" }, { X = {} }, { [1] = "x" } })
+end
+local function use_http_object(r, where, v)
+  local k = r(8)
+  if k == 1 then method(where, v, "close")
+  elseif k == 2 then method(where, v, "write", V.pick(r, { "piece", "", 42, {}, V.string(r) }))
+  elseif k == 3 then method(where, v, "send", V.pick(r, { { data = "d", event = "e", id = 1 }, { data = "a\nb" },
+    { retry = -1 }, {}, "text", V.string(r) }), V.pick(r, { nil, "binary", "text", "other" }))
+  elseif k == 4 then method(where, v, "recv")
+  elseif k == 5 then method(where, v, "read")
+  elseif k == 6 then method(where, v, "ping", V.pick(r, { nil, "p", string.rep("p", 200) }))
+  elseif k == 7 then method(where, v, "comment", V.pick(r, { "c", "a\nb", nil }))
+  else random_call(r, where) end
+end
+local function http_handler(seed)
+  local n = 0
+  return function(req)
+    n = n + 1
+    local r = rng(derive(seed, n))
+    add_handle(req, "lunet.http", "http request")
+    local got = { req }
+    for _ = 1, r(6) do
+      local k = r(9)
+      local res
+      if k == 1 then res = method("handler", req, "body")
+      elseif k == 2 then res = method("handler", req, "body_reader", V.pick(r, { nil, { max = r(64) }, { max = -1 }, 5 }))
+      elseif k == 3 then res = method("handler", req, "stream", V.pick(r, STATUSES), some_headers(r))
+      elseif k == 4 then res = method("handler", req, "sse", some_headers(r))
+      elseif k == 5 then res = method("handler", req, "websocket", V.pick(r, { nil, { protocol = "p" }, 1 }))
+      elseif k == 6 then
+        lunet.spawn(function() -- the objects used after the handler returned
+          lunet.sleep(r(3) - 1)
+          for _ = 1, r(4) do use_http_object(r, "after", V.pick(r, got)) end
+        end)
+      elseif k == 7 then lunet.sleep(r(3) - 1)
+      else use_http_object(r, "handler", V.pick(r, got)) end
+      if res and res[1] and type(res[2]) == "table" then
+        add_handle(res[2], "lunet.http", "http object")
+        got[#got + 1] = res[2]
+      end
+    end
+    local k = r(8)
+    if k == 1 then error("fuzz: handler raised", 0)
+    elseif k == 2 then error(V.evil_error(hooks(r, function() random_call(r, "errobj") end)), 0)
+    elseif k == 3 then return value(r), value(r), value(r)
+    elseif k == 4 then return
+    end
+    return V.pick(r, STATUSES), some_headers(r), V.pick(r, { "body", "", nil, 7, {}, V.string(r) })
+  end
+end
+
 local scenario_id = 0
 local SCENARIOS = {
   tcp_pair = function(r, where)
@@ -471,6 +541,88 @@ local SCENARIOS = {
     end
     close_handle(h)
   end,
+  -- A lunet.http server with odd options and a handler that misuses its
+  -- objects, fed raw bytes (well-formed, malformed, mutated) by clients.
+  http_server = function(r, where)
+    local ctx = hooks(r, function() random_call(r, "nested") end)
+    local opts = {
+      port = V.pick(r, { 0, 0, 0, -1, "0", 1e308 }),
+      host = V.pick(r, { nil, "127.0.0.1", "::1", "localhost", "0.0.0.0", 7 }),
+      limits = V.pick(r, { nil, { max_body = r(100) }, { max_line = r(40), max_head = r(200), max_headers = r(4) },
+        { max_ws_payload = r(10) }, { max_body = 2 ^ 60 }, { bogus = 1 }, { max_body = -1 }, "x" }),
+      timeouts = V.pick(r, { nil, { header = r(50), idle = r(200), body = r(50), send = r(50) },
+        { idle = false, header = false }, { body = 0 }, 1 }),
+      backlog = V.pick(r, { nil, 1, -1, "x" }),
+      tls = V.pick(r, { nil, nil, nil, {}, { cert_file = "nope" }, 1 }),
+      on_error = V.pick(r, { nil, V.behave(V.pick(r, V.BEHAVIOURS), ctx), 1 }),
+    }
+    if r(8) == 1 then opts = value(r) end
+    local handler = r(10) == 1 and value(r) or http_handler(derive(r(1e9), scenario_id))
+    local srv = call(where, "lunet.http.serve", opts, handler)[2]
+    if type(srv) ~= "table" then return end
+    add_handle(srv, "lunet.http", "http server")
+    local port = method(where, srv, "address")[3]
+    if type(port) ~= "number" then return end
+    add_limited(ports, port, 16)
+    for i = 1, r(4) do
+      local cr = rng(derive(r(1e9), i))
+      lunet.spawn(function()
+        local c = call("client", "lunet.socket.connect", "127.0.0.1", port)[2]
+        if not c then return end
+        call("client", "lunet.socket.settimeout", c, cr(300))
+        for _ = 1, cr(3) do
+          local bytes = V.http_bytes(cr)
+          if cr(3) == 1 and #bytes > 1 then -- in two writes, a moment apart
+            local at = cr(#bytes - 1)
+            call("client", "lunet.socket.write", c, bytes:sub(1, at))
+            lunet.sleep(cr(20) - 1)
+            bytes = bytes:sub(at + 1)
+          end
+          call("client", "lunet.socket.write", c, bytes)
+          for _ = 1, cr(3) do
+            if not call("client", "lunet.socket.read", c)[2] then break end
+          end
+        end
+        if cr(4) > 1 then call("client", "lunet.socket.close", c) end
+      end)
+    end
+    if r(3) == 1 then -- closed while clients talk to it (perhaps twice)
+      lunet.spawn(function()
+        lunet.sleep(r(50))
+        for _ = 1, r(2) do method("task", srv, "close") end
+      end)
+    end
+  end,
+  -- lunet.httpc against a live port with arguments right and wrong, bodies
+  -- given as misbehaving functions, and sinks that misbehave.
+  httpc = function(r, where)
+    local ctx = hooks(r, function() random_call(r, "nested") end)
+    local port = #ports > 0 and V.pick(r, ports) or 1
+    local function piece_source()
+      local n = 0
+      local kind = V.pick(r, V.BEHAVIOURS)
+      return function()
+        n = n + 1
+        if n > r(5) then return nil end
+        if n == 2 and V.live then return V.behave(kind, ctx)() end
+        return V.pick(r, { "piece", "", 5, nil, {} })
+      end
+    end
+    local o = {
+      url = V.pick(r, { ("http://127.0.0.1:%d/x?y=1"):format(port), ("http://[::1]:%d/"):format(port),
+        "http://127.0.0.1:1/", "https://127.0.0.1:" .. port .. "/", "http://", "ftp://x/", 5 }),
+      method = V.pick(r, { nil, "GET", "POST", "PUT", "HEAD", "G T", 1 }),
+      headers = V.pick(r, { nil, { ["X-A"] = "b" }, { { "X", "y" } }, { X = "a\r\nb" }, { 1 }, "h" }),
+      body = V.pick(r, { nil, "data", V.string(r), piece_source(), piece_source(), 7 }),
+      timeout_ms = V.pick(r, { nil, r(300), 0, -1, 1.5 }),
+      max_body_bytes = V.pick(r, { nil, r(100), 2 ^ 40 }),
+      follow_redirects = V.pick(r, { nil, true, "yes" }),
+      sink = V.pick(r, { nil, V.behave(V.pick(r, V.BEHAVIOURS), ctx), function() return true end, 3 }),
+    }
+    if r(8) == 1 then o = value(r) end
+    call(where, "lunet.httpc.request", o)
+    if r(4) == 1 then call(where, "lunet.httpc.close_idle") end
+  end,
   -- A chain of spawns, each spawning the next before its first wait.
   recursive_spawn = function(r, where)
     local levels = V.pick(r, { 2, 10, 100, 250, 1000 })
@@ -521,6 +673,12 @@ local ACTIONS = {
     if #foreign > 0 then coroutine.resume(foreign[r(#foreign)], value(r)) end
   end },
   { "yield", 6, function(r) lunet.sleep(r(3) - 1) end },
+  -- lunet.http and lunet.httpc get scenarios of their own more often than
+  -- the other scenarios (their objects come only from a running server).
+  { "http", 4, function(r, where)
+    local name = r(3) == 1 and "httpc" or "http_server"
+    if not disabled[name] then SCENARIOS[name](r, where) end
+  end },
 }
 local total_weight = 0
 for _, a in ipairs(ACTIONS) do if not disabled[a[1]] then total_weight = total_weight + a[2] end end

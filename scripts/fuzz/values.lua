@@ -251,4 +251,56 @@ function V.cdata(r)
   return named(ffi.new("uint64_t", 2 ^ 63), "cdata<uint64>")
 end
 
+------------------------------------------------------------------ HTTP
+-- Request bytes for lunet.http servers: well-formed requests of every kind
+-- the server handles (so handlers run), malformed ones, and either mutated.
+local HTTP_TEMPLATES = {
+  function() return "GET / HTTP/1.1\r\nHost: h\r\n\r\n" end,
+  function(r) return ("POST /p?q=%d HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n"):format(r(9), r(8) - 1)
+    .. string.rep("b", r(8) - 1) end,
+  function(r)
+    local t = { "PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" }
+    for _ = 1, r(4) - 1 do
+      local n = r(6)
+      t[#t + 1] = pick(r, { ("%x\r\n"):format(n), ("%x;e=v\r\n"):format(n), "zz\r\n", "fffffffffff\r\n" })
+      t[#t + 1] = string.rep("c", n) .. pick(r, { "\r\n", "\r\n", "xx" })
+    end
+    t[#t + 1] = pick(r, { "0\r\n\r\n", "0\r\nT: 1\r\n\r\n", "", "0\r\n" })
+    return table.concat(t)
+  end,
+  function(r) return ("POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"):format(r(4))
+    .. pick(r, { "", "abcd" }) end,
+  function(r)
+    local frame = pick(r, { "\129\133abcd\10\4\15\8\14", "\129\5hello", "\136\128abcd", "\137\128abcd",
+      "\130\255abcd", "\1\133abcd\10\4\15\8\14", "\136\130abcd\98\234" })
+    return "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      .. "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" .. frame
+  end,
+  function() return "GET / HTTP/1.0\r\n\r\n" end,
+  function() return "GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" end,
+  function(r) return "GET / HTTP/1.1\r\nHost: h\r\n" .. string.rep("X: y\r\n", r(200)) .. "\r\n" end,
+  function() return "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc" end,
+  function() return "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999\r\n\r\n" end,
+  function() return "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n" end,
+  function(r) return V.string(r) end,
+}
+
+--- Bytes a client sends to a lunet.http server (a description for the log).
+function V.http_bytes(r)
+  local parts = {}
+  for _ = 1, r(3) do parts[#parts + 1] = pick(r, HTTP_TEMPLATES)(r) end
+  local s = table.concat(parts)
+  local k = r(6)
+  if k == 1 and #s > 0 then -- a byte changed
+    local i = r(#s)
+    s = s:sub(1, i - 1) .. string.char(r(256) - 1) .. s:sub(i + 1)
+  elseif k == 2 and #s > 0 then -- cut short
+    s = s:sub(1, r(#s))
+  elseif k == 3 and #s > 0 then -- a run repeated
+    local i = r(#s)
+    s = s:sub(1, i) .. s:sub(i, i + r(8)):rep(r(50)) .. s:sub(i + 1)
+  end
+  return s, ("http<%d bytes>"):format(#s)
+end
+
 return V

@@ -66,7 +66,7 @@ function http.serve(opts, handler) end
 ---@field max_line? integer the request line with its CRLF, in bytes (default 8192; 414)
 ---@field max_head? integer request line and header fields, in bytes (default 16384; 431)
 ---@field max_headers? integer header fields (default 100; 431)
----@field max_body? integer a request body, in bytes (default 1 MiB, at most 2^31 - 1; 413)
+---@field max_body? integer a request body, streamed or not, in bytes (default 1 MiB, at most 2^53; 413; `req:body()` holds at most 2^31 - 1)
 ---@field max_ws_payload? integer a WebSocket message, in bytes (default 1 MiB; close 1009)
 
 --- Time limits of `http.serve`, in milliseconds; `false` removes one.
@@ -121,6 +121,17 @@ local req = {}
 ---@return string|nil err why it could not be read
 function req:body() end
 
+--- A reader of the request body piece by piece, for bodies too large to
+--- hold (the name of lua-resty-http's body readers). `opts.max` lowers
+--- `limits.max_body` for this request (it cannot raise it: a Content-Length
+--- over `limits.max_body` is answered 413 before the handler runs). Calling
+--- it again returns the same reader. After `req:body()`, the reader gives
+--- that body as one piece; after `body_reader`, `req:body()` raises.
+--- Raises for `opts` that is not a table or a `max` that is not a number >= 0.
+---@param opts? table `{max = bytes}`
+---@return lunet.http.BodyReader reader the reader
+function req:body_reader(opts) end
+
 --- Starts a streamed response: sends the head now, then the body piece by
 --- piece with the writer (chunked on HTTP/1.1; on HTTP/1.0 until the
 --- connection closes). The server ends the body when the handler returns.
@@ -147,6 +158,24 @@ function req:sse(headers) end
 ---@return lunet.http.WebSocket|nil ws the connection, or nil on failure
 ---@return string|nil err why the handshake failed
 function req:websocket(opts) end
+
+--- A request body read piece by piece (`req:body_reader`).
+---@class lunet.http.BodyReader
+local reader = {}
+
+--- The next piece of the body: what has arrived of a Content-Length body
+--- (at most the socket's read size), or a chunk of a chunked one (at most
+--- 64 KiB), saying `100 Continue` first if the client asked; `nil` at the
+--- end of the body (and on every later call); or `nil, err`
+--- (`"body too large"`, `"malformed chunked body"`, `"timeout"`, `"closed"`):
+--- then the server answers 413, 400 or 408 whatever the handler returns
+--- (unless the response has started) and closes the connection. Each wait
+--- is bounded by `timeouts.body`. Raises when called after the handler
+--- returned.
+---@async
+---@return string|nil piece the next piece, or nil at the end or on failure
+---@return string|nil err why the body could not be read
+function reader:read() end
 
 --- The body writer of a streamed response.
 ---@class lunet.http.Writer

@@ -12,6 +12,7 @@ local settimeouts, accept, listen = socket.settimeouts, socket.accept, socket.li
 local park, parking = socket.park, socket.parking
 local lot_next = debug.getregistry()["lunet.socket.parking"].__index.next
 local parse_request, read_chunked, chunk, check_field = W.parse_request, W.read_chunked, W.chunk, W.check_field
+local chunked_piece = W.chunked_piece
 local REASONS = W.REASONS
 local spawn, now, sleep, current = lunet.spawn, lunet.now, lunet.sleep, lunet.current
 local type, pairs, ipairs, tostring, error, xpcall, pcall, setmetatable, select, next =
@@ -175,6 +176,10 @@ end
 local Req = {}
 local REQ_MT = { __index = Req }
 
+-- A request's objects are used after its handler returned (the connection
+-- serves the next request meanwhile, or is closed).
+local FINISHED = "the request is finished (its handler returned)"
+
 local BODY_STATUS = { ["body too large"] = 413, ["malformed chunked body"] = 400, timeout = 408 }
 
 -- The connection's read timeout, set only when it changes (it is the
@@ -195,41 +200,132 @@ local function send_continue(req)
   return true
 end
 
+-- A body the server cannot hold in one string (socket.read's bound).
+local MAX_STRING = 2147483647
+
+-- Records a failed body read: the server answers with the matching status
+-- (unless the response has started) and closes the connection.
+local function body_failed(req, err)
+  req._berr, req._fail, req._close = err, BODY_STATUS[err] or 0, true
+  return nil, err
+end
+
 --- req:body() -> the whole request body | nil, err. On failure the server
 -- answers with the matching status (413, 400, 408) whatever the handler
 -- returns, and closes the connection.
 function Req:body()
+  if self._done then error("req:body: " .. FINISHED, 2) end
   if self._body then return self._body end
   if self._berr then return nil, self._berr end
+  if self._reader then
+    error("req:body: the body is being streamed (req:body_reader was called)", 2)
+  end
   local len = self._len
   if not len and not self._chunked then
     self._body = ""
     return ""
   end
-  local conn, data, err = self._conn, nil, nil
-  local ok, cerr = send_continue(self)
-  if not ok then
-    data, err = nil, cerr
+  local max = self._srv.limits.max_body
+  if max > MAX_STRING then max = MAX_STRING end
+  if len and len > max then return body_failed(self, "body too large") end
+  local ok, err = send_continue(self)
+  if not ok then return body_failed(self, err) end
+  set_read_timeout(self, self._srv.timeouts.body)
+  local data
+  if len then
+    data, err = read(self._conn, len)
   else
-    set_read_timeout(self, self._srv.timeouts.body)
-    if len then
-      data, err = read(conn, len)
-    else
-      data, err = read_chunked(conn, self._srv.limits.max_body)
-    end
+    data, err = read_chunked(self._conn, max)
   end
-  if not data then
-    self._berr, self._fail, self._close = err, BODY_STATUS[err] or 0, true
-    return nil, err
-  end
+  if not data then return body_failed(self, err) end
   self._body = data
   return data
 end
 
-local function discard() return true end
+-- A request body read piece by piece.
+local Reader = {}
+local READER_MT = { __index = Reader }
 
--- Skips an unread body so the connection can serve the next request;
--- false when it cannot (too big, or the client was never told to send it).
+-- The most a chunked body's piece holds (a Content-Length body's pieces
+-- are what has arrived: at most the socket's read size).
+local PIECE = 65536
+
+--- req:body_reader([opts]) -> reader: reads the body piece by piece
+-- (opts.max: a limit for this request below limits.max_body).
+function Req:body_reader(opts)
+  local max = self._srv.limits.max_body
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("req:body_reader: opts must be a table (got " .. type(opts) .. ")", 2) end
+    local m = opts.max
+    if m ~= nil then
+      if type(m) ~= "number" or m ~= m or m < 0 then
+        error("req:body_reader: max must be a number >= 0 (got " .. tostring(m) .. ")", 2)
+      end
+      if m < max then max = m end
+    end
+  end
+  local r = self._reader
+  if r then
+    if max < r.max then r.max = max end
+    return r
+  end
+  r = setmetatable({ req = self, max = max, got = 0, st = { left = 0, total = 0 } }, READER_MT)
+  -- A body already read whole comes out as one piece.
+  if self._body then r.held = self._body ~= "" and self._body or nil end
+  self._reader = r
+  return r
+end
+
+--- reader:read() -> the next piece of the body | nil at its end | nil, err.
+function Reader:read()
+  local req = self.req
+  if req._done then error("reader:read: " .. FINISHED, 2) end
+  if self.done then return nil end
+  if req._berr then return nil, req._berr end
+  if req._body then
+    local held = self.held
+    self.held, self.done = nil, true
+    return held
+  end
+  local left = req._len
+  if not left and not req._chunked then
+    self.done = true
+    return nil
+  end
+  local conn = req._conn
+  if left and self.got + left > self.max then return body_failed(req, "body too large") end
+  local ok, err = send_continue(req)
+  if not ok then return body_failed(req, err) end
+  set_read_timeout(req, req._srv.timeouts.body)
+  local data
+  if left then
+    data, err = read(conn)
+    if not data then return body_failed(req, err or "closed") end
+    if #data >= left then
+      -- The body ends here: what follows is the next request's.
+      if #data > left then
+        unread(conn, data:sub(left + 1))
+        data = data:sub(1, left)
+      end
+      req._len, self.done = nil, true
+    else
+      req._len = left - #data
+    end
+  else
+    data, err = chunked_piece(conn, self.st, self.max, PIECE)
+    if data == false then
+      req._chunked, self.done = nil, true
+      return nil
+    end
+    if not data then return body_failed(req, err) end
+  end
+  self.got = self.got + #data
+  return data
+end
+
+-- Skips an unread body (or its unread rest) so the connection can serve
+-- the next request; false when it cannot (too big, or the client was never
+-- told to send it).
 local function drain(req)
   if req._body or req._berr or (not req._len and not req._chunked) then return true end
   if req._expect and not req._continued then return false end
@@ -238,10 +334,18 @@ local function drain(req)
   if req._len then
     return read(req._conn, req._len) ~= nil
   end
-  return read_chunked(req._conn, DRAIN_MAX, discard) ~= nil
+  -- Chunked: from where a body reader stopped, if one was used.
+  local st = req._reader and req._reader.st or { left = 0, total = 0 }
+  local max = st.total + DRAIN_MAX
+  while true do
+    local data = chunked_piece(req._conn, st, max, DRAIN_MAX)
+    if data == false then return true end
+    if not data then return false end
+  end
 end
 
 local function start_stream(req, status, headers, what)
+  if req._done then error(what .. ": " .. FINISHED, 3) end
   if req._responded then error(what .. ": the response has already been sent", 3) end
   check_status(status)
   if status < 200 then error(what .. ": status must be 200 or more", 3) end
@@ -544,6 +648,7 @@ end
 --- req:websocket([opts]) -> ws | nil, err: completes the handshake. When it
 -- fails, the server answers 400 (or 426) whatever the handler returns.
 function Req:websocket(opts)
+  if self._done then error("websocket: " .. FINISHED, 2) end
   if self._responded then error("websocket: the response has already been sent", 2) end
   local h = self.headers
   local accept_key = h["sec-websocket-key"] and W.ws_accept(h["sec-websocket-key"])
@@ -599,6 +704,7 @@ local function run_handler(srv, req)
 end
 
 local function finish_request(srv, req, ok, res, tb)
+  req._done = true
   if not ok then
     if res == "cancelled" and srv.closing then
       -- Ended by srv:close(): not the handler's fault, nothing to answer.
@@ -805,7 +911,7 @@ function M.serve(opts, handler)
     error("http.serve: on_error must be a function", 2)
   end
   local limits = merge(DEFAULT_LIMITS, opts.limits, "limits")
-  if limits.max_body > 2147483647 then error("http.serve: limits.max_body must be at most 2^31 - 1", 2) end
+  if limits.max_body > 2 ^ 53 then error("http.serve: limits.max_body must be at most 2^53", 2) end
   local timeouts = merge(DEFAULT_TIMEOUTS, opts.timeouts, "timeouts")
   local host, port = opts.host or "127.0.0.1", opts.port
   if type(port) ~= "number" then error("http.serve: port must be a number (0 picks a free one)", 2) end
@@ -863,6 +969,7 @@ end
 for name, f in pairs({ body = Req.body, stream = Req.stream, sse = Req.sse, websocket = Req.websocket }) do
   Req[name] = guard("req:" .. name, f)
 end
+Reader.read = guard("reader:read", Reader.read)
 Writer.write, Writer.close = guard("w:write", Writer.write), guard("w:close", Writer.close)
 Sse.send, Sse.comment = guard("sse:send", Sse.send), guard("sse:comment", Sse.comment)
 Sse.write, Sse.close = Writer.write, Writer.close
@@ -873,6 +980,10 @@ end
 local reg = debug.getregistry()
 reg["lunet.http.server"], reg["lunet.http.request"], reg["lunet.http.writer"] = SERVER_MT, REQ_MT, WRITER_MT
 reg["lunet.http.sse"], reg["lunet.http.websocket"] = SSE_MT, WS_MT
+reg["lunet.http.body_reader"] = READER_MT
+for _, name in ipairs({ "server", "request", "writer", "sse", "websocket", "body_reader" }) do
+  reg["lunet.http." .. name].__name = "lunet.http." .. name -- as the core's handles have
+end
 
 M.reasons = REASONS
 return M

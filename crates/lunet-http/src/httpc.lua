@@ -6,7 +6,7 @@ local lunet = require("lunet")
 local socket = require("lunet.socket")
 
 local read, write, sclose, unread, connect = socket.read, socket.write, socket.close, socket.unread, socket.connect
-local parse_response, read_chunked, check_field = W.parse_response, W.read_chunked, W.check_field
+local parse_response, read_chunked, check_field, chunk = W.parse_response, W.read_chunked, W.check_field, W.chunk
 local type, pairs, ipairs, tostring, error, tonumber, select = type, pairs, ipairs, tostring, error, tonumber, select
 local concat, format, floor = table.concat, string.format, math.floor
 local now = lunet.now
@@ -137,6 +137,46 @@ local function header_value(headers, name)
   end
 end
 
+-- Whether a redirect drops the request body (and turns POST into GET).
+local function drops_body(status, method)
+  return status == 303 or ((status == 301 or status == 302) and method == "POST")
+end
+
+-- Whether the response `status, headers` is a redirect that is followed.
+local function follows(o, status, headers)
+  if not (o.follow_redirects and REDIRECT[status] and header_value(headers, "location")) then return false end
+  -- A streamed body cannot be sent again.
+  return type(o.body) ~= "function" or drops_body(status, o.method)
+end
+
+-- Sends the pieces `source()` gives, as a chunked body. true | nil, err,
+-- from_source (the source's own nil, err ends the request; its error is
+-- raised again once the connection is closed).
+local function upload(conn, source)
+  while true do
+    local ok, piece, err = pcall(source)
+    if not ok then
+      sclose(conn)
+      error(piece, 0)
+    end
+    if piece == nil then
+      if err ~= nil then return nil, tostring(err), true end
+      break
+    end
+    if type(piece) ~= "string" then
+      sclose(conn)
+      error("httpc.request: the body function must return a string or nil (got " .. type(piece) .. ")", 0)
+    end
+    if piece ~= "" then
+      local werr = write(conn, chunk(piece))
+      if werr then return nil, werr end
+    end
+  end
+  local werr = write(conn, "0\r\n\r\n")
+  if werr then return nil, werr end
+  return true
+end
+
 -- Hands the body to `sink(piece)` as it arrives (no size limit: the sink
 -- decides); "" | nil, err (the sink's falsy answer stops the transfer).
 local function stream_body(conn, h, sink)
@@ -193,15 +233,29 @@ local function exchange(u, req, o, fresh_only)
     if reused then return nil, err, "retry" end
     return nil, err
   end
+  local uerr
+  if type(o.body) == "function" then
+    local ok, e, from_source = upload(conn, o.body)
+    if not ok then
+      if from_source then
+        sclose(conn)
+        return nil, e
+      end
+      -- The server may have answered early (413, 401, ...) and stopped
+      -- reading: its answer is still worth reading.
+      uerr, o.close = e, true
+    end
+  end
   local h, herr, got = read_head(conn, o.method, o.max_header_bytes, o.max_header_lines)
   if not h then
     sclose(conn)
+    if uerr then return nil, uerr end
     if reused and not got and IDEMPOTENT[o.method] then return nil, herr, "retry" end
     return nil, herr
   end
   local body, berr
   local sink = o.sink
-  if sink and o.follow_redirects and REDIRECT[h.status] and header_value(h.headers, "location") then
+  if sink and follows(o, h.status, h.headers) then
     sink = nil -- a redirect's own body is not the caller's
   end
   if sink then
@@ -250,12 +304,15 @@ local function build_request(u, o, method, body)
     h[n + 1] = "User-Agent: lunet-httpc\r\n"
     n = n + 1
   end
-  if body or method == "POST" or method == "PUT" or method == "PATCH" then
+  if type(body) == "function" then
+    h[n + 1] = "Transfer-Encoding: chunked\r\n"
+    n = n + 1
+  elseif body or method == "POST" or method == "PUT" or method == "PATCH" then
     h[n + 1], h[n + 2], h[n + 3] = "Content-Length: ", body and #body or 0, "\r\n"
     n = n + 3
   end
   h[n + 1] = "\r\n"
-  if body and body ~= "" then return { concat(h), body } end
+  if type(body) == "string" and body ~= "" then return { concat(h), body } end
   return concat(h)
 end
 
@@ -269,23 +326,25 @@ local function run(o)
   local first_origin = u.scheme .. "://" .. u.host .. ":" .. u.port
   while true do
     o.cross = (u.scheme .. "://" .. u.host .. ":" .. u.port) ~= first_origin
-    o.close, o.method = false, method
+    o.close, o.method, o.body = false, method, body
     local req = build_request(u, o, method, body)
-    local res, err, retry = exchange(u, req, o, false)
+    -- A streamed body goes on a new connection: it cannot be sent again
+    -- if a pooled one turns out closed.
+    local res, err, retry = exchange(u, req, o, type(body) == "function")
     if not res and retry then res, err = exchange(u, req, o, true) end
     if not res then return nil, err end
     res.effective_url = url
-    local loc = o.follow_redirects and header_value(res.headers, "location")
     local st = res.status
-    if not (loc and REDIRECT[st]) then
+    if not follows(o, st, res.headers) then
       return res
     end
+    local loc = header_value(res.headers, "location")
     redirects = redirects + 1
     if redirects > o.max_redirects then return nil, "too many redirects" end
     url = resolve(u, loc)
     u = parse_url(url)
     if not u then return nil, "invalid redirect location" end
-    if st == 303 or ((st == 301 or st == 302) and method == "POST") then
+    if drops_body(st, method) then
       if method ~= "HEAD" then method = "GET" end
       body = nil
     end
@@ -312,8 +371,8 @@ function M.request(opts)
   if type(method) ~= "string" or not method:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
     error("httpc.request: method must be a token such as \"GET\"", 2)
   end
-  if opts.body ~= nil and type(opts.body) ~= "string" then
-    error("httpc.request: body must be a string (got " .. type(opts.body) .. ")", 2)
+  if opts.body ~= nil and type(opts.body) ~= "string" and type(opts.body) ~= "function" then
+    error("httpc.request: body must be a string or a function (got " .. type(opts.body) .. ")", 2)
   end
   local hs = {}
   if opts.headers ~= nil then

@@ -52,27 +52,61 @@ function W.check_field(name, value)
   names_ok[name], values_ok[value], nchecked = true, true, nchecked + 1
 end
 
---- Reads a chunked body (after the head): the decoded bytes, or
--- nil, err where err is "body too large", "malformed chunked body" or
--- the socket's error ("timeout", "closed", ...). Trailer fields are read
--- and dropped. `sink(data)`, when given, receives each chunk instead.
-function W.read_chunked(conn, max, sink)
-  local parts, n, total = {}, 0, 0
-  while true do
+--- Reads the next piece of a chunked body. `st` = {left = 0, total = 0}
+-- keeps the place between calls (bytes left in the current chunk, bytes so
+-- far). Returns at most `most` bytes of data, false at the end (trailer
+-- fields read and dropped), or nil, err where err is "body too large" (the
+-- chunks announce more than `max` bytes), "malformed chunked body" or the
+-- socket's error ("timeout", "closed", ...).
+local function chunked_piece(conn, st, max, most)
+  local left = st.left
+  if left == 0 then
     local line, err = read(conn, "*L", { max = 1024 })
     if not line then
       return nil, err == "too long" and "malformed chunked body" or err
     end
     local size = chunk_size(line)
     if not size then return nil, "malformed chunked body" end
-    if size == 0 then break end
-    total = total + size
-    if total > max then return nil, "body too large" end
-    local data, derr = read(conn, size)
-    if not data then return nil, derr end
+    if size == 0 then
+      local trailer = 0
+      while true do
+        line, err = read(conn, "*l", { max = 8192 })
+        if not line then
+          return nil, err == "too long" and "malformed chunked body" or err
+        end
+        if line == "" then return false end
+        trailer = trailer + #line
+        if trailer > 8192 then return nil, "malformed chunked body" end
+      end
+    end
+    st.total = st.total + size
+    if st.total > max then return nil, "body too large" end
+    left = size
+  end
+  local n = left < most and left or most
+  local data, derr = read(conn, n)
+  if not data then return nil, derr end
+  left = left - n
+  st.left = left
+  if left == 0 then -- the chunk's data is followed by CRLF
     local crlf, cerr = read(conn, 2)
     if not crlf then return nil, cerr end
     if crlf ~= "\r\n" then return nil, "malformed chunked body" end
+  end
+  return data
+end
+W.chunked_piece = chunked_piece
+
+--- Reads a chunked body (after the head): the decoded bytes, or nil, err
+-- (as chunked_piece). `sink(data)`, when given, receives the body instead,
+-- in pieces of at most 64 KiB (a chunk may be any size up to `max`).
+function W.read_chunked(conn, max, sink)
+  local st, parts, n = { left = 0, total = 0 }, {}, 0
+  local most = sink and 65536 or max
+  while true do
+    local data, err = chunked_piece(conn, st, max, most)
+    if data == false then return concat(parts) end
+    if not data then return nil, err end
     if sink then
       local ok, serr = sink(data)
       if not ok then return nil, serr end
@@ -81,17 +115,6 @@ function W.read_chunked(conn, max, sink)
       parts[n] = data
     end
   end
-  local trailer = 0
-  while true do
-    local line, err = read(conn, "*l", { max = 8192 })
-    if not line then
-      return nil, err == "too long" and "malformed chunked body" or err
-    end
-    if line == "" then break end
-    trailer = trailer + #line
-    if trailer > 8192 then return nil, "malformed chunked body" end
-  end
-  return concat(parts)
 end
 
 --- One chunk of a chunked body, as pieces for a vectored write.
