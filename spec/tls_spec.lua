@@ -244,6 +244,40 @@ describe("lunet.socket TLS", function()
     end)
   end)
 
+  it("garbage that arrives after our close_notify ends the read, never the process (rustls#959)", function()
+    -- A client whose handshake timed out shuts down (close_notify goes out),
+    -- then the plain server answers with bytes that are not TLS. rustls
+    -- debug-asserts that it never sends a second alert; the tracing build
+    -- compiles rustls without debug assertions (Cargo.toml) so this is a
+    -- failed read there too. In a child process: an abort fails the spec.
+    local rc, out, err = H.lunet_run([[
+      local lunet, socket = require("lunet"), require("lunet.socket")
+      local l = assert(socket.listen("tcp", "127.0.0.1", 0))
+      local _, port = socket.getsockname(l)
+      lunet.spawn(function()
+        local s = assert(socket.accept(l))
+        lunet.sleep(150)
+        socket.write(s, "HTTP/1.1 400 Bad Request\r\n\r\n")
+        lunet.sleep(100)
+        socket.close(s)
+        socket.close(l)
+      end)
+      lunet.spawn(function()
+        local c = assert(socket.connect("127.0.0.1", port))
+        socket.settimeout(c, 50)
+        local ok, e = socket.starttls(c, { verify = false })
+        print("handshake", ok, e)
+        print("shutdown", socket.shutdown(c))
+        socket.settimeout(c, 2000)
+        print("read", socket.read(c))
+        socket.close(c)
+      end)
+    ]], "", 20)
+    assert.equal(0, rc, err)
+    assert.matches("handshake\tnil\ttimeout", out)
+    assert.matches("\nread\tnil\t", out)
+  end)
+
   describe("real peers", function()
     for _, version in ipairs({ "-tls1_2", "-tls1_3" }) do
       it("our client against openssl s_server " .. version, function()
