@@ -1,6 +1,28 @@
-//! Thread-pool work (`uv_queue_work`) on behalf of drivers, through the ABI
-//! table: run a job off the loop thread, then resume the waiting coroutine
-//! with the values the driver's after-callback pushes on the loop thread.
+//! Thread-pool work on behalf of drivers, through the ABI table: run a job
+//! off the loop thread, then resume the waiting coroutine with the values the
+//! driver's after-callback pushes on the loop thread.
+//!
+//! Batching. A job is not one `uv_queue_work` request of its own: it goes to
+//! the runtime's run queue, and *drains* — ordinary `uv_queue_work` requests,
+//! so the work still runs on libuv's pool threads — take jobs from that queue
+//! one after the other until it is empty. A finished job goes to the
+//! runtime's done queue; the drain wakes the loop (`uv_async_send`) only when
+//! it put the first job in an empty done queue, and the loop hands every job
+//! it finds there to its driver in one callback. So while statements keep
+//! coming, a busy pool thread keeps going without sleeping, and the loop
+//! resumes many coroutines per wake-up, instead of two thread wake-ups per
+//! statement.
+//!
+//! How many drains: as few as the queued work needs ([`starts_wanted`]). Jobs
+//! are timed; when a job is queued, and again before the loop waits for
+//! events, drains are started so that the queued jobs, at the average job's
+//! duration, are all taken within [`TARGET_NS`]: short SQLite statements
+//! share one drain, statements that wait on a server get one each (up to the
+//! pool's size). A queue where no job was taken for [`STALL_NS`] (every drain
+//! stuck in a long statement) gets one more drain per waiting job; a timer
+//! checks this while jobs wait. The drains are never more than the pool's
+//! threads, so file requests and name lookups still get threads between
+//! bursts, as when every statement was its own request.
 //!
 //! The wait for a job is a scheduler wait like any other: it honours the
 //! task's deadline and cancellation. When it ends early the driver's
@@ -455,5 +477,54 @@ pub unsafe extern "C" fn abi_wake(ctx: *mut c_void, token: u64) -> c_int {
     match WaitId::from_bits(token) {
         Some(id) => sched::wake_plain_later(ctx as *mut Runtime, id) as c_int,
         None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queues(max: usize, avg_ns: u64) -> Queues {
+        Queues {
+            run: Mutex::new(RunQueue { jobs: VecDeque::new(), drains: 0, progress_at: 0 }),
+            done: Mutex::new(DoneQueue { jobs: Vec::new(), closed: false }),
+            wake: std::ptr::null_mut(),
+            avg_ns: AtomicU64::new(avg_ns),
+            max_drains: max,
+        }
+    }
+
+    fn queue(len: usize, drains: usize, progress_at: u64) -> RunQueue {
+        let jobs = (0..len).map(|_| JobPtr(std::ptr::null_mut())).collect();
+        RunQueue { jobs, drains, progress_at }
+    }
+
+    #[test]
+    fn short_jobs_share_one_drain_long_ones_get_one_each() {
+        // 3 us jobs: sixteen queued are taken within the target by one drain.
+        let short = queues(16, 3_000);
+        assert_eq!(starts_wanted(&short, &queue(0, 0, 0), 0), 0);
+        assert_eq!(starts_wanted(&short, &queue(1, 0, 0), 0), 1);
+        assert_eq!(starts_wanted(&short, &queue(16, 0, 0), 0), 1);
+        assert_eq!(starts_wanted(&short, &queue(16, 1, 0), 0), 0);
+        assert_eq!(starts_wanted(&short, &queue(40, 1, 0), 0), 2);
+        // 60 us jobs (a server round trip): one drain per queued job.
+        let long = queues(16, 60_000);
+        assert_eq!(starts_wanted(&long, &queue(5, 0, 0), 0), 5);
+        assert_eq!(starts_wanted(&long, &queue(5, 3, 0), 0), 2);
+        // Never more than the pool has threads.
+        assert_eq!(starts_wanted(&long, &queue(40, 10, 0), 0), 6);
+        assert_eq!(starts_wanted(&long, &queue(40, 16, 0), 0), 0);
+    }
+
+    #[test]
+    fn a_stalled_queue_gets_a_drain_per_waiting_job() {
+        let short = queues(8, 3_000);
+        let t = 10 * STALL_NS;
+        // Progress within the stall time: the average decides.
+        assert_eq!(starts_wanted(&short, &queue(4, 2, t - STALL_NS / 2), t), 0);
+        // No job taken for the stall time: every drain is stuck.
+        assert_eq!(starts_wanted(&short, &queue(4, 2, t - STALL_NS), t), 4);
+        assert_eq!(starts_wanted(&short, &queue(9, 2, t - STALL_NS), t), 6);
     }
 }
