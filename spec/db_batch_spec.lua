@@ -71,11 +71,35 @@ local function clean_run(D, body, limit)
   assert.equal(now.taken - trace.taken, now.released - trace.released)
 end
 
--- Runs Lua `source` in a child process with a thread pool of 2; returns its
--- exit code, stdout and stderr.
-local function child(source)
-  local path = H.script(("package.cpath = %q .. package.cpath\n"):format(H.build .. "/?.so;" .. H.build .. "/test/?.so;")
-    .. source)
+-- Runs Lua `body` in a child process with a thread pool of 2, as the body
+-- of a task, with `open()` (a new connection of `D`, or raise) and
+-- `hold_pool()` (keeps both pool threads busy with a slow statement each for
+-- about a second; returns a function that says whether they have ended)
+-- defined. Returns the exit code, stdout and stderr.
+local function child(D, body)
+  local source = ([[
+    package.cpath = %q .. package.cpath
+    local lunet = require("lunet")
+    local function open() return assert(%s) end
+    local function hold_pool()
+      local slow, ended = { open(), open() }, 0
+      for i = 1, 2 do
+        lunet.spawn(function()
+          lunet.deadline(1000, function() return slow[i]:query(%q) end)
+          slow[i]:close()
+          ended = ended + 1
+        end)
+      end
+      lunet.sleep(200)
+      return function() return ended == 2 end
+    end
+    lunet.spawn(function()
+  ]]):format(H.build .. "/?.so;" .. H.build .. "/test/?.so;", D.open_src, D.slow) .. body .. [[
+    end)
+    lunet.run()
+    print("connections", require("lunet.]] .. D.name .. [[")._connections())
+  ]]
+  local path = H.script(source)
   local rc, out, err = H.sh("UV_THREADPOOL_SIZE=2 timeout -s KILL 60 luajit " .. H.shquote(path))
   os.remove(path)
   return rc, out, err
@@ -109,84 +133,55 @@ for _, D in ipairs(DRIVERS) do
     it("a statement whose wait ended while it sat in the run queue never runs; the rest still do", function()
       -- Both pool threads are busy with slow statements, so the inserts wait
       -- in the core's run queue; those whose deadline passes there never run.
-      local rc, out, err = child(([[
-        local lunet = require("lunet")
-        local function open() return assert(%s) end
-        lunet.spawn(function()
-          local setup = open()
-          local t = "lunet_b_" .. lunet.getpid()
-          assert(setup:exec("CREATE TABLE " .. t .. "(v INT)"))
-          local slow = { open(), open() }
-          local conns = {}
-          for i = 1, 6 do conns[i] = open() end
-          local slow_done = 0
-          for i = 1, 2 do
-            lunet.spawn(function()
-              lunet.deadline(1000, function() return slow[i]:query(%q) end)
-              slow_done = slow_done + 1
-            end)
-          end
-          lunet.sleep(200) -- the slow statements hold both pool threads
-          local outcomes = {}
-          for i = 1, 6 do
-            lunet.spawn(function()
-              local f = function() return conns[i]:exec("INSERT INTO " .. t .. "(v) VALUES (%s)", i) end
-              local ok, e
-              if i %% 2 == 0 then ok, e = lunet.deadline(50, f) else ok, e = f() end
-              outcomes[i] = ok and "ok" or e
-            end)
-          end
-          local function finished()
-            for i = 1, 6 do if not outcomes[i] then return false end end
-            return slow_done == 2
-          end
-          while not finished() do lunet.sleep(20) end
-          local rows = assert(setup:query("SELECT v FROM " .. t .. " ORDER BY v"))
-          local vs = {}
-          for _, r in ipairs(rows) do vs[#vs + 1] = tostring(r.v) end
-          print(table.concat(outcomes, ","), table.concat(vs, ","))
-          assert(setup:exec("DROP TABLE " .. t))
-          for _, c in ipairs(conns) do c:close() end
-          slow[1]:close(); slow[2]:close(); setup:close()
-        end)
-        lunet.run()
-      ]]):format(D.open_src, D.slow, D.p))
+      local rc, out, err = child(D, ([[
+        local setup = open()
+        local t = "lunet_b_" .. lunet.getpid()
+        assert(setup:exec("CREATE TABLE " .. t .. "(v INT)"))
+        local conns = {}
+        for i = 1, 6 do conns[i] = open() end
+        local slow_ended = hold_pool()
+        local outcomes, n = {}, 0
+        for i = 1, 6 do
+          lunet.spawn(function()
+            local f = function() return conns[i]:exec("INSERT INTO " .. t .. "(v) VALUES (%s)", i) end
+            local ok, e
+            if i %% 2 == 0 then ok, e = lunet.deadline(50, f) else ok, e = f() end
+            outcomes[i] = ok and "ok" or e
+            n = n + 1
+          end)
+        end
+        while n < 6 or not slow_ended() do lunet.sleep(20) end
+        local rows = assert(setup:query("SELECT v FROM " .. t .. " ORDER BY v"))
+        local vs = {}
+        for _, r in ipairs(rows) do vs[#vs + 1] = tostring(r.v) end
+        print(table.concat(outcomes, ","), table.concat(vs, ","))
+        assert(setup:exec("DROP TABLE " .. t))
+        for _, c in ipairs(conns) do c:close() end
+        setup:close()
+      ]]):format(D.p))
       assert.equal(0, rc, err)
-      assert.equal("ok,timeout,ok,timeout,ok,timeout\t1,3,5\n", out)
+      assert.equal("ok,timeout,ok,timeout,ok,timeout\t1,3,5\nconnections\t0\n", out)
     end)
 
     it("closing connections with statements queued in the run queue fails those statements, and only those", function()
-      local rc, out, err = child(([[
-        local lunet = require("lunet")
-        local function open() return assert(%s) end
-        lunet.spawn(function()
-          local slow = { open(), open() }
-          local doomed, kept = open(), open()
-          local busy = 0
-          for i = 1, 2 do
-            lunet.spawn(function()
-              lunet.deadline(1000, function() return slow[i]:query(%q) end)
-              busy = busy + 1
-            end)
-          end
-          lunet.sleep(200) -- the slow statements hold both pool threads
-          local outcomes = {}
-          for i = 1, 8 do
-            lunet.spawn(function()
-              local c = i <= 4 and doomed or kept
-              local rows, e = c:query(%q, tostring(i))
-              outcomes[i] = rows and rows[1].v or e
-            end)
-          end
-          lunet.sleep(0)
-          doomed:close()
-          while busy < 2 or #outcomes < 8 do lunet.sleep(20) end
-          print(table.concat(outcomes, ","))
-          kept:close(); slow[1]:close(); slow[2]:close()
-        end)
-        lunet.run()
-        print("connections", require("lunet.%s")._connections())
-      ]]):format(D.open_src, D.slow, D.echo, D.name))
+      local rc, out, err = child(D, ([[
+        local doomed, kept = open(), open()
+        local slow_ended = hold_pool()
+        local outcomes, n = {}, 0
+        for i = 1, 8 do
+          lunet.spawn(function()
+            local c = i <= 4 and doomed or kept
+            local rows, e = c:query(%q, tostring(i))
+            outcomes[i] = rows and rows[1].v or e
+            n = n + 1
+          end)
+        end
+        lunet.sleep(0)
+        doomed:close()
+        while n < 8 or not slow_ended() do lunet.sleep(20) end
+        print(table.concat(outcomes, ","))
+        kept:close()
+      ]]):format(D.echo))
       assert.equal(0, rc, err)
       local closed = "connection is closed"
       assert.equal(("%s,%s,%s,%s,5,6,7,8\nconnections\t0\n"):format(closed, closed, closed, closed), out)
