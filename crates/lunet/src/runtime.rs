@@ -40,6 +40,8 @@ pub struct Runtime {
     pub procs: process::Procs,
     pub worker: worker::Worker,
     pub counters: stats::Counters,
+    /// Driver jobs: the run and done queues served by drains on the pool.
+    pub pool: work::Pool,
     pub abi: LunetAbi,
 }
 
@@ -88,6 +90,7 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
         procs: process::Procs::default(),
         worker: worker::Worker::default(),
         counters: stats::Counters::default(),
+        pool: work::Pool::default(),
         abi: LunetAbi {
             version: ABI_VERSION,
             size: std::mem::size_of::<LunetAbi>() as u32,
@@ -105,6 +108,7 @@ pub unsafe fn ensure(L: *mut lua_State) -> Result<*mut Runtime, Raise> {
     work::exit_guard();
     ignore_sigpipe();
     default_pool_size();
+    work::init(rt);
 
     ffi::lua_pushlightuserdata(L, rt.cast());
     ffi::lua_setfield(L, ffi::LUA_REGISTRYINDEX, RUNTIME_KEY.as_ptr());
@@ -350,6 +354,7 @@ unsafe fn shutdown(rt: *mut Runtime) {
     }
     (*rt).closing = true;
     sched::shutdown(rt);
+    work::shutdown(rt);
     connect::shutdown(rt);
     stream::shutdown(rt);
     udp::shutdown(rt);

@@ -1,6 +1,28 @@
-//! Thread-pool work (`uv_queue_work`) on behalf of drivers, through the ABI
-//! table: run a job off the loop thread, then resume the waiting coroutine
-//! with the values the driver's after-callback pushes on the loop thread.
+//! Thread-pool work on behalf of drivers, through the ABI table: run a job
+//! off the loop thread, then resume the waiting coroutine with the values the
+//! driver's after-callback pushes on the loop thread.
+//!
+//! Batching. A job is not one `uv_queue_work` request of its own: it goes to
+//! the runtime's run queue, and *drains* — ordinary `uv_queue_work` requests,
+//! so the work still runs on libuv's pool threads — take jobs from that queue
+//! one after the other until it is empty. A finished job goes to the
+//! runtime's done queue; the drain wakes the loop (`uv_async_send`) only when
+//! it put the first job in an empty done queue, and the loop hands every job
+//! it finds there to its driver in one callback. So while statements keep
+//! coming, a busy pool thread keeps going without sleeping, and the loop
+//! resumes many coroutines per wake-up, instead of two thread wake-ups per
+//! statement.
+//!
+//! How many drains: as few as the queued work needs ([`starts_wanted`]). Jobs
+//! are timed; when a job is queued, and again before the loop waits for
+//! events, drains are started so that the queued jobs, at the average job's
+//! duration, are all taken within [`TARGET_NS`]: short SQLite statements
+//! share one drain, statements that wait on a server get one each (up to the
+//! pool's size). A queue where no job was taken for [`STALL_NS`] (every drain
+//! stuck in a long statement) gets one more drain per waiting job; a timer
+//! checks this while jobs wait. The drains are never more than the pool's
+//! threads, so file requests and name lookups still get threads between
+//! bursts, as when every statement was its own request.
 //!
 //! The wait for a job is a scheduler wait like any other: it honours the
 //! task's deadline and cancellation. When it ends early the driver's
@@ -23,9 +45,10 @@
 //! handler; and the handler is registered once more after the first pool job
 //! completes, so that it runs before the cleanups registered by then.
 
+use std::collections::VecDeque;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
 
 use libuv_sys2 as uv;
 use lunet_abi::ffi::lua_State;
@@ -34,9 +57,8 @@ use lunet_abi::{AfterFn, InterruptFn, WorkFn};
 use crate::runtime::Runtime;
 use crate::sched::{self, Shape, Spec, WaitId};
 
+/// One driver job: `work(data)` on a pool thread, then `after` on the loop.
 struct Job {
-    req: uv::uv_work_t,
-    rt: *mut Runtime,
     wait: Option<WaitId>,
     data: *mut c_void,
     work: WorkFn,
@@ -44,10 +66,143 @@ struct Job {
     interrupt: Option<InterruptFn>,
 }
 
+/// A job in one of the runtime's queues, moved between threads.
+struct JobPtr(*mut Job);
+
+// SAFETY: a job is owned by exactly one place at a time: the run queue, the
+// drain that popped it (until it is in the done queue), the done queue, then
+// the loop thread, which frees it after `after`. The loop thread also reads
+// its `wait`/`interrupt`/`data` fields while it is queued or running (the
+// unhook), which the drains never write.
+unsafe impl Send for JobPtr {}
+
+/// Wanted time for the queued jobs to be taken by the drains that exist:
+/// more drains are started when the queue holds more work than that (by the
+/// average job's duration), one per job at most.
+const TARGET_NS: u64 = 50_000;
+/// A queue that has had jobs waiting and no job taken for this long has
+/// every drain stuck (statements waiting on a server, a connection busy):
+/// one more drain is started per waiting job.
+const STALL_NS: u64 = 1_000_000;
+/// Assumed duration of a job before any was measured.
+const FIRST_AVG_NS: u64 = 50_000;
+
+/// The runtime's job queues, shared with the drains on the pool threads.
+struct Queues {
+    run: Mutex<RunQueue>,
+    done: Mutex<DoneQueue>,
+    /// Woken (coalesced by libuv) when a job lands in an empty done queue.
+    wake: *mut uv::uv_async_t,
+    /// Moving average of a job's duration, in nanoseconds.
+    avg_ns: AtomicU64,
+    /// Most drains at once: the thread pool's size.
+    max_drains: usize,
+}
+
+// SAFETY: `wake` is only used through uv_async_send, which is thread-safe;
+// everything else is behind a mutex or atomic.
+unsafe impl Sync for Queues {}
+unsafe impl Send for Queues {}
+
+struct RunQueue {
+    jobs: VecDeque<JobPtr>,
+    /// Drains started and not finished (running, or waiting for a pool thread).
+    drains: usize,
+    /// When a job was last taken from the queue, or the queue last became
+    /// non-empty (monotonic ns): the stall check's reference.
+    progress_at: u64,
+}
+
+struct DoneQueue {
+    jobs: Vec<JobPtr>,
+    /// Set at shutdown: nobody processes the queue any more.
+    closed: bool,
+}
+
+/// The runtime's part: its queues and the loop-thread handles that serve them.
+pub struct Pool {
+    queues: *const Queues,
+    wake: *mut uv::uv_async_t,
+    check: *mut uv::uv_prepare_t,
+    timer: *mut uv::uv_timer_t,
+    /// Jobs submitted whose `after` has not run yet.
+    in_flight: usize,
+    /// The done queue's previous buffer, reused.
+    spare: Vec<JobPtr>,
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool {
+            queues: std::ptr::null(),
+            wake: std::ptr::null_mut(),
+            check: std::ptr::null_mut(),
+            timer: std::ptr::null_mut(),
+            in_flight: 0,
+            spare: Vec::new(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A drain never panics while holding a lock (jobs run outside it).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Monotonic time in nanoseconds.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The thread pool's size as libuv will read it (lunet sets the variable
+/// before the pool starts, see `runtime::default_pool_size`).
+fn pool_size() -> usize {
+    std::env::var("UV_THREADPOOL_SIZE").ok().and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(4).clamp(1, 1024)
+}
+
+/// Creates the runtime's queues and handles.
+///
+/// # Safety
+/// Loop thread, once per runtime, after the loop exists.
+pub unsafe fn init(rt: *mut Runtime) {
+    let p = &mut (*rt).pool;
+    p.wake = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_async_t>()));
+    p.check = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_prepare_t>()));
+    p.timer = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_timer_t>()));
+    uv::uv_async_init((*rt).uv, p.wake, Some(on_done));
+    uv::uv_prepare_init((*rt).uv, p.check);
+    uv::uv_timer_init((*rt).uv, p.timer);
+    for h in [p.wake.cast::<uv::uv_handle_t>(), p.check.cast(), p.timer.cast()] {
+        (*h).data = rt.cast();
+        uv::uv_unref(h);
+    }
+    p.queues = Box::into_raw(Box::new(Queues {
+        run: Mutex::new(RunQueue { jobs: VecDeque::new(), drains: 0, progress_at: 0 }),
+        done: Mutex::new(DoneQueue { jobs: Vec::new(), closed: false }),
+        wake: p.wake,
+        avg_ns: AtomicU64::new(FIRST_AVG_NS),
+        max_drains: pool_size(),
+    }));
+}
+
+/// At shutdown: completions that arrive from now on are dropped (the
+/// handles are being closed; nobody is resumed any more).
+///
+/// # Safety
+/// Loop thread.
+pub unsafe fn shutdown(rt: *mut Runtime) {
+    let q = (*rt).pool.queues;
+    if !q.is_null() {
+        lock(&(*q).done).closed = true;
+    }
+}
+
 /// Requests on libuv's thread pool (jobs, fs requests, name lookups) not yet
 /// finished, in the whole process.
 static POOL_BUSY: AtomicUsize = AtomicUsize::new(0);
-
 /// Counts a request handed to the thread pool; pair with [`pool_done`].
 pub fn pool_begin() {
     POOL_BUSY.fetch_add(1, Ordering::Relaxed);
@@ -116,41 +271,176 @@ pub unsafe extern "C" fn abi_queue_work_interruptible(
     interrupt: Option<InterruptFn>,
 ) -> c_int {
     let rt = ctx as *mut Runtime;
-    if (*rt).closing {
+    if (*rt).closing || (*rt).pool.queues.is_null() {
         return uv::uv_errno_t_UV_ECANCELED as c_int;
     }
-    let job = Box::into_raw(Box::new(Job { req: std::mem::zeroed(), rt, wait: None, data, work, after, interrupt }));
-    (*job).req.data = job.cast();
-    let rc = uv::uv_queue_work((*rt).uv, &mut (*job).req, Some(on_work), Some(on_after));
-    if rc != 0 {
-        drop(Box::from_raw(job));
-        return rc;
+    let job = Box::into_raw(Box::new(Job { wait: None, data, work, after, interrupt }));
+    let queues = &*(*rt).pool.queues;
+    {
+        let mut q = lock(&queues.run);
+        if q.jobs.is_empty() {
+            q.progress_at = now_ns();
+        }
+        q.jobs.push_back(JobPtr(job));
+        let n = starts_wanted(queues, &q, 0);
+        q.drains += n;
+        drop(q);
+        if n > 0 && start_drains(rt, n) == 0 && drains_gone(queues) {
+            // No drain could be started and none runs: take the job back.
+            let mut q = lock(&queues.run);
+            if let Some(i) = q.jobs.iter().position(|p| p.0 == job) {
+                q.jobs.remove(i);
+                drop(Box::from_raw(job));
+                return uv::uv_errno_t_UV_EAGAIN as c_int;
+            }
+        }
     }
     pool_begin();
+    let p = &mut (*rt).pool;
+    p.in_flight += 1;
+    if p.in_flight == 1 {
+        uv::uv_ref(p.wake.cast());
+        uv::uv_prepare_start(p.check, Some(on_check));
+    }
     if !co.is_null() {
         (*job).wait = Some(sched::park(rt, co, Spec::new(Shape::Two).unhook(unhook, job.cast())));
     }
     0
 }
 
-unsafe fn unhook(_rt: *mut Runtime, ctx: *mut c_void, _id: WaitId) {
-    let job = ctx as *mut Job;
-    (*job).wait = None;
-    if let Some(f) = (*job).interrupt {
-        f((*job).data);
+fn drains_gone(queues: &Queues) -> bool {
+    lock(&queues.run).drains == 0
+}
+
+/// How many drains to start for the queue `q` (its lock held): one if there
+/// is work and no drain; enough that the queued work, at the average job's
+/// duration, is taken within [`TARGET_NS`]; one per waiting job when the
+/// queue has stalled. Never more than the pool has threads.
+fn starts_wanted(queues: &Queues, q: &RunQueue, now: u64) -> usize {
+    let len = q.jobs.len();
+    if len == 0 || q.drains >= queues.max_drains {
+        return 0;
+    }
+    let avg = queues.avg_ns.load(Ordering::Relaxed).max(1);
+    let need = ((len as u64).saturating_mul(avg).div_ceil(TARGET_NS) as usize).clamp(1, len);
+    let mut n = need.saturating_sub(q.drains);
+    if now != 0 && now.saturating_sub(q.progress_at) >= STALL_NS {
+        n = n.max(len);
+    }
+    n.min(queues.max_drains - q.drains)
+}
+
+/// Starts `n` drains (already counted in `drains`); returns how many
+/// started (the others are uncounted again).
+unsafe fn start_drains(rt: *mut Runtime, n: usize) -> usize {
+    let queues = (*rt).pool.queues;
+    let mut started = 0;
+    for _ in 0..n {
+        let req = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_work_t>()));
+        (*req).data = queues as *mut c_void;
+        if uv::uv_queue_work((*rt).uv, req, Some(on_drain), Some(on_drain_end)) == 0 {
+            started += 1;
+        } else {
+            drop(Box::from_raw(req));
+        }
+    }
+    if started < n {
+        lock(&(*queues).run).drains -= n - started;
+    }
+    started
+}
+
+/// Runs on a pool thread: takes jobs from the run queue until it is empty,
+/// posting each finished job to the done queue (the loop is woken once for
+/// as many as arrive before it looks).
+unsafe extern "C" fn on_drain(req: *mut uv::uv_work_t) {
+    let queues = &*((*req).data as *const Queues);
+    let mut q = lock(&queues.run);
+    loop {
+        let Some(JobPtr(job)) = q.jobs.pop_front() else {
+            q.drains -= 1;
+            return;
+        };
+        let t0 = now_ns();
+        q.progress_at = t0;
+        drop(q);
+        ((*job).work)((*job).data);
+        let took = now_ns().saturating_sub(t0);
+        let avg = queues.avg_ns.load(Ordering::Relaxed);
+        queues.avg_ns.store(avg - avg / 8 + took / 8, Ordering::Relaxed);
+        let mut d = lock(&queues.done);
+        if !d.closed {
+            d.jobs.push(JobPtr(job));
+            let first = d.jobs.len() == 1;
+            drop(d);
+            if first {
+                uv::uv_async_send(queues.wake);
+            }
+        }
+        q = lock(&queues.run);
     }
 }
 
-unsafe extern "C" fn on_work(req: *mut uv::uv_work_t) {
-    let job = (*req).data as *mut Job;
-    ((*job).work)((*job).data);
+unsafe extern "C" fn on_drain_end(req: *mut uv::uv_work_t, _status: c_int) {
+    drop(Box::from_raw(req));
 }
 
-unsafe extern "C" fn on_after(req: *mut uv::uv_work_t, _status: c_int) {
+/// Before the loop waits for events: starts drains for queued work that
+/// none will take soon (see [`starts_wanted`]); while jobs wait, checks
+/// again after a millisecond even if nothing else happens.
+unsafe extern "C" fn on_check(h: *mut uv::uv_prepare_t) {
+    evaluate((*h).data as *mut Runtime);
+}
+
+unsafe extern "C" fn on_stall_timer(h: *mut uv::uv_timer_t) {
+    evaluate((*h).data as *mut Runtime);
+}
+
+unsafe fn evaluate(rt: *mut Runtime) {
+    let p = &mut (*rt).pool;
+    let queues = &*p.queues;
+    let mut q = lock(&queues.run);
+    if q.jobs.is_empty() {
+        return;
+    }
+    let n = starts_wanted(queues, &q, now_ns());
+    q.drains += n;
+    let waiting = q.jobs.len() > n;
+    drop(q);
+    if n > 0 {
+        start_drains(rt, n);
+    }
+    if waiting && uv::uv_is_active(p.timer.cast()) == 0 {
+        uv::uv_timer_start(p.timer, Some(on_stall_timer), 1, 0);
+    }
+}
+
+/// Loop thread, woken by a drain: hands every finished job to its driver.
+unsafe extern "C" fn on_done(h: *mut uv::uv_async_t) {
+    let rt = (*h).data as *mut Runtime;
+    let p = &mut (*rt).pool;
+    let mut batch = std::mem::take(&mut p.spare);
+    std::mem::swap(&mut batch, &mut lock(&(*p.queues).done).jobs);
+    for JobPtr(job) in batch.drain(..) {
+        finish(rt, job);
+    }
+    let p = &mut (*rt).pool;
+    p.spare = batch;
+}
+
+/// The job's results go to its coroutine, or are dropped by its driver.
+unsafe fn finish(rt: *mut Runtime, job: *mut Job) {
     pool_done();
     exit_guard_again();
-    let job = Box::from_raw((*req).data as *mut Job);
-    let (rt, after, data) = (job.rt, job.after, job.data);
+    let p = &mut (*rt).pool;
+    p.in_flight -= 1;
+    if p.in_flight == 0 {
+        uv::uv_unref(p.wake.cast());
+        uv::uv_prepare_stop(p.check);
+        uv::uv_timer_stop(p.timer);
+    }
+    let job = Box::from_raw(job);
+    let (after, data) = (job.after, job.data);
     let mut delivered = false;
     if let Some(id) = job.wait {
         sched::complete(rt, id, |co| {
@@ -161,6 +451,14 @@ unsafe extern "C" fn on_after(req: *mut uv::uv_work_t, _status: c_int) {
     if !delivered {
         // Nobody receives the results: still let the driver free `data`.
         after(std::ptr::null_mut(), data);
+    }
+}
+
+unsafe fn unhook(_rt: *mut Runtime, ctx: *mut c_void, _id: WaitId) {
+    let job = ctx as *mut Job;
+    (*job).wait = None;
+    if let Some(f) = (*job).interrupt {
+        f((*job).data);
     }
 }
 
@@ -179,5 +477,54 @@ pub unsafe extern "C" fn abi_wake(ctx: *mut c_void, token: u64) -> c_int {
     match WaitId::from_bits(token) {
         Some(id) => sched::wake_plain_later(ctx as *mut Runtime, id) as c_int,
         None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queues(max: usize, avg_ns: u64) -> Queues {
+        Queues {
+            run: Mutex::new(RunQueue { jobs: VecDeque::new(), drains: 0, progress_at: 0 }),
+            done: Mutex::new(DoneQueue { jobs: Vec::new(), closed: false }),
+            wake: std::ptr::null_mut(),
+            avg_ns: AtomicU64::new(avg_ns),
+            max_drains: max,
+        }
+    }
+
+    fn queue(len: usize, drains: usize, progress_at: u64) -> RunQueue {
+        let jobs = (0..len).map(|_| JobPtr(std::ptr::null_mut())).collect();
+        RunQueue { jobs, drains, progress_at }
+    }
+
+    #[test]
+    fn short_jobs_share_one_drain_long_ones_get_one_each() {
+        // 3 us jobs: sixteen queued are taken within the target by one drain.
+        let short = queues(16, 3_000);
+        assert_eq!(starts_wanted(&short, &queue(0, 0, 0), 0), 0);
+        assert_eq!(starts_wanted(&short, &queue(1, 0, 0), 0), 1);
+        assert_eq!(starts_wanted(&short, &queue(16, 0, 0), 0), 1);
+        assert_eq!(starts_wanted(&short, &queue(16, 1, 0), 0), 0);
+        assert_eq!(starts_wanted(&short, &queue(40, 1, 0), 0), 2);
+        // 60 us jobs (a server round trip): one drain per queued job.
+        let long = queues(16, 60_000);
+        assert_eq!(starts_wanted(&long, &queue(5, 0, 0), 0), 5);
+        assert_eq!(starts_wanted(&long, &queue(5, 3, 0), 0), 2);
+        // Never more than the pool has threads.
+        assert_eq!(starts_wanted(&long, &queue(40, 10, 0), 0), 6);
+        assert_eq!(starts_wanted(&long, &queue(40, 16, 0), 0), 0);
+    }
+
+    #[test]
+    fn a_stalled_queue_gets_a_drain_per_waiting_job() {
+        let short = queues(8, 3_000);
+        let t = 10 * STALL_NS;
+        // Progress within the stall time: the average decides.
+        assert_eq!(starts_wanted(&short, &queue(4, 2, t - STALL_NS / 2), t), 0);
+        // No job taken for the stall time: every drain is stuck.
+        assert_eq!(starts_wanted(&short, &queue(4, 2, t - STALL_NS), t), 4);
+        assert_eq!(starts_wanted(&short, &queue(9, 2, t - STALL_NS), t), 6);
     }
 }
