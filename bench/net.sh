@@ -360,8 +360,19 @@ fi
 
 # ------------------------------------------------------------------ idle connections
 
+# Waits until the server holds `n` more descriptors than `base`.
+await_fds() { # base n
+  local fds
+  for _ in $(seq 1 200); do
+    fds=$(ls "/proc/$SERVER_PID/fd" | wc -l)
+    [ "$fds" -ge $(($1 + $2)) ] && break
+    sleep 0.05
+  done
+  sleep 0.5
+}
+
 idle_bench() { # server [request] -> "KiB per connection"
-  local name=$1 mode=${2:-} before after base fds heap0="" heap1=""
+  local name=$1 mode=${2:-} before after after2 base heap0="" heap1="" pid2 w2
   start_named "$name"
   sleep 0.3
   if [ "${name#lunet}" != "$name" ]; then
@@ -372,35 +383,44 @@ idle_bench() { # server [request] -> "KiB per connection"
   base=$(ls "/proc/$SERVER_PID/fd" | wc -l)
   coproc IDLE { exec taskset -c 1 .tmp/bench/loadclient idle "$SERVER_PORT" "$IDLE_CONNS" $mode; }
   read -r -t 60 _ <&"${IDLE[0]}" # "ready"
-  for _ in $(seq 1 200); do # until the server has accepted them all
-    fds=$(ls "/proc/$SERVER_PID/fd" | wc -l)
-    [ "$fds" -ge $((base + IDLE_CONNS)) ] && break
-    sleep 0.05
-  done
-  sleep 0.5
+  await_fds "$base" "$IDLE_CONNS"
   if [ "${name#lunet}" != "$name" ]; then
     kill -USR1 "$SERVER_PID"; sleep 0.3
     heap1=$(awk '/lua heap KiB/ { v = $4 } END { print v }' "$RUN/$name.log")
   fi
   after=$(rss_kb "$SERVER_PID")
+  # As many again: what one more connection costs once the server is warm
+  # (code paged in, allocator and Lua heap grown), the marginal figure.
+  rm -f "$RUN/idle2.in" "$RUN/idle2.out"
+  mkfifo "$RUN/idle2.in"
+  taskset -c 1 .tmp/bench/loadclient idle "$SERVER_PORT" "$IDLE_CONNS" $mode <"$RUN/idle2.in" >"$RUN/idle2.out" &
+  pid2=$!
+  exec {w2}>"$RUN/idle2.in"
+  for _ in $(seq 1 600); do grep -q ready "$RUN/idle2.out" 2>/dev/null && break; sleep 0.1; done
+  await_fds "$base" $((2 * IDLE_CONNS))
+  after2=$(rss_kb "$SERVER_PID")
+  exec {w2}>&-
+  wait "$pid2" 2>/dev/null || true
   eval "exec ${IDLE[1]}>&-" # the client closes its connections and exits
   wait "$IDLE_PID" 2>/dev/null || true
   stop_server
-  printf '%-10s %-8s %11d %11d %10.2f' "$name" "${mode:-idle}" "$before" "$after" "$(calc "($after - $before) / $IDLE_CONNS")"
+  printf '%-10s %-8s %11d %11d %10.2f %10.2f' "$name" "${mode:-idle}" "$before" "$after" \
+    "$(calc "($after - $before) / $IDLE_CONNS")" "$(calc "($after2 - $after) / $IDLE_CONNS")"
   if [ -n "$heap1" ]; then printf '   Lua heap %.2f KiB/conn' "$(calc "($heap1 - $heap0) / $IDLE_CONNS")"; fi
   echo
 }
 
 if [ -z "$ONLY" ] || [ "$ONLY" = idle ]; then
   echo
-  ulimit -n $((IDLE_CONNS * 2 + 100)) 2>/dev/null || true
-  if [ "$(ulimit -n)" -lt $((IDLE_CONNS + 100)) ]; then
+  ulimit -n $((IDLE_CONNS * 3 + 100)) 2>/dev/null || true
+  if [ "$(ulimit -n)" -lt $((IDLE_CONNS * 2 + 100)) ]; then
     echo "== idle connections: skipped, ulimit -n is $(ulimit -n) and cannot be raised"
   else
     echo "== RSS per idle connection: $IDLE_CONNS idle connections"
     echo "   (lunet: the HTTP server, a coroutine parked in socket.read per connection;"
     echo "    lunet-hold: accepted handles kept in a table, no coroutine; c-echo: bench/echo_server.c)"
-    printf '%-10s %-8s %11s %11s %10s\n' server state "RSS0 KiB" "RSS1 KiB" "KiB/conn"
+    echo "   (KiB/conn: (RSS1 - RSS0) / N; marginal: what N more connections added, per connection)"
+    printf '%-10s %-8s %11s %11s %10s %10s\n' server state "RSS0 KiB" "RSS1 KiB" "KiB/conn" "marginal"
     for s in lunet lunet-lines lunet-hold luv nginx c-echo; do idle_bench "$s"; done
     for s in lunet lunet-lines lunet-http luv nginx; do idle_bench "$s" request; done
     echo "targets for lunet: <= 0.6 KB per idle connection, <= 0.7 KB after one request (lunet-http too)"

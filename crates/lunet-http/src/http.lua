@@ -10,7 +10,9 @@ local bit = require("bit")
 local read, write, unread, sclose = socket.read, socket.write, socket.unread, socket.close
 local settimeouts, accept, listen = socket.settimeouts, socket.accept, socket.listen
 local park, parking = socket.park, socket.parking
-local lot_next = debug.getregistry()["lunet.socket.parking"].__index.next
+-- The lot's own next (lot:next() loops over it: nothing returned means
+-- "woken to look again").
+local lot_next = debug.getregistry()["lunet.socket.parking"].__index._next
 local parse_request, read_chunked, chunk, check_field = W.parse_request, W.read_chunked, W.chunk, W.check_field
 local chunked_piece = W.chunked_piece
 local REASONS = W.REASONS
@@ -99,8 +101,12 @@ end
 -- The head of a response as one string. `length` is the Content-Length
 -- (nil: none; "chunked": chunked coding); a small `body` is appended (one
 -- string, one plain write).
+-- (One scratch array for every head: building one never yields, and
+-- concat takes only its first n entries, so stale ones past n are harmless.)
+local scratch = {}
 local function build_head(req, status, headers, length, body)
-  local h = { status_lines[status], "Date: ", http_date(), "\r\n" }
+  local h = scratch
+  h[1], h[2], h[3], h[4] = status_lines[status], "Date: ", http_date(), "\r\n"
   local n, close = add_headers(h, 4, headers)
   if close then req._close = true end
   if length == "chunked" then
@@ -123,8 +129,15 @@ local function build_head(req, status, headers, length, body)
     n = n + 1
   end
   h[n + 1] = "\r\n"
-  h[n + 2] = body
-  return concat(h)
+  if body then
+    h[n + 2] = body
+    n = n + 2
+  else
+    n = n + 1
+  end
+  local head = concat(h, "", 1, n)
+  if n > 64 then scratch = {} end -- a huge head: do not keep its strings
+  return head
 end
 
 local function no_body(req, status)
@@ -831,7 +844,10 @@ local function work(srv, me)
   local idle_ms = srv.timeouts.idle
   while true do
     local conn, data, _, waiting = lot_next(lot)
-    if not conn then return end
+    if not conn then
+      if data ~= nil then return end -- nil, "closed" | "surplus"
+      goto continue -- woken to look again: nothing returned
+    end
     if waiting == 0 and not srv.starting and not srv.closing then
       srv.starting = true
       spawn(later_worker, srv)
@@ -852,6 +868,7 @@ local function work(srv, me)
     if keep ~= true or srv.closing or not park(conn, lot, idle_ms) then
       drop(srv, conn)
     end
+    ::continue::
   end
 end
 worker = function(srv)

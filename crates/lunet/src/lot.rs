@@ -20,6 +20,15 @@ use std::collections::VecDeque;
 
 const NONE: u32 = u32::MAX;
 
+/// Makes room for one more element, growing by a quarter rather than
+/// doubling: a lot holds one slot per parked connection, and with doubling
+/// a lot of 5,000 connections would carry room for 8,192.
+fn room<T>(v: &mut Vec<T>) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 4).max(16));
+    }
+}
+
 struct Slot<T> {
     item: Option<T>,
     expiry: u64,
@@ -49,6 +58,7 @@ impl<T, W: PartialEq> Lot<T, W> {
         let key = match self.free.pop() {
             Some(k) => k,
             None => {
+                room(&mut self.slots);
                 self.slots.push(Slot { item: None, expiry: 0, pos: NONE });
                 (self.slots.len() - 1) as u32
             }
@@ -60,6 +70,7 @@ impl<T, W: PartialEq> Lot<T, W> {
         if let Some(e) = expiry {
             s.expiry = e;
             let at = self.heap.len();
+            room(&mut self.heap);
             self.heap.push(key);
             self.slots[key as usize].pos = at as u32;
             self.sift_up(at);
@@ -76,6 +87,7 @@ impl<T, W: PartialEq> Lot<T, W> {
         if pos != NONE {
             self.heap_remove(pos as usize);
         }
+        room(&mut self.free);
         self.free.push(key);
         self.parked -= 1;
         Some(item)
