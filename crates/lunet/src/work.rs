@@ -115,15 +115,59 @@ struct RunQueue {
 
 struct DoneQueue {
     jobs: Vec<JobPtr>,
+    /// The loop found the queue empty before its poll and may now block in
+    /// it: the next job posted must wake it (see the module doc).
+    sleeping: bool,
     /// Set at shutdown: nobody processes the queue any more.
     closed: bool,
+}
+
+impl DoneQueue {
+    fn new() -> DoneQueue {
+        DoneQueue { jobs: Vec::new(), sleeping: false, closed: false }
+    }
+
+    /// A drain posts a finished job. Returns whether it must wake the loop
+    /// (`uv_async_send`): only when the loop is asleep, and only once per
+    /// sleep. At shutdown the job is refused (dropped).
+    fn post(&mut self, job: JobPtr) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.jobs.push(job);
+        std::mem::take(&mut self.sleeping)
+    }
+
+    /// The loop, before its poll: swaps the finished jobs into `into` (empty
+    /// on entry). When there are none it is going to sleep: from now on a
+    /// posted job wakes it. Returns whether it took any.
+    fn collect_or_sleep(&mut self, into: &mut Vec<JobPtr>) -> bool {
+        if self.jobs.is_empty() {
+            self.sleeping = true;
+            return false;
+        }
+        std::mem::swap(into, &mut self.jobs);
+        true
+    }
+
+    /// The loop is awake (it polled, or was woken): it reads the queue
+    /// again before its next poll, so posts need not wake it.
+    fn awake(&mut self) {
+        self.sleeping = false;
+    }
 }
 
 /// The runtime's part: its queues and the loop-thread handles that serve them.
 pub struct Pool {
     queues: *const Queues,
     wake: *mut uv::uv_async_t,
-    check: *mut uv::uv_prepare_t,
+    /// Before each poll: finished jobs, then drains to start.
+    before_poll: *mut uv::uv_prepare_t,
+    /// After each poll: the loop is awake.
+    after_poll: *mut uv::uv_check_t,
+    /// Started when `before_poll` left finished jobs behind: the next poll
+    /// does not block.
+    no_block: *mut uv::uv_idle_t,
     timer: *mut uv::uv_timer_t,
     /// Jobs submitted whose `after` has not run yet.
     in_flight: usize,
@@ -136,7 +180,9 @@ impl Default for Pool {
         Pool {
             queues: std::ptr::null(),
             wake: std::ptr::null_mut(),
-            check: std::ptr::null_mut(),
+            before_poll: std::ptr::null_mut(),
+            after_poll: std::ptr::null_mut(),
+            no_block: std::ptr::null_mut(),
             timer: std::ptr::null_mut(),
             in_flight: 0,
             spare: Vec::new(),
@@ -170,18 +216,22 @@ fn pool_size() -> usize {
 pub unsafe fn init(rt: *mut Runtime) {
     let p = &mut (*rt).pool;
     p.wake = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_async_t>()));
-    p.check = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_prepare_t>()));
+    p.before_poll = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_prepare_t>()));
+    p.after_poll = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_check_t>()));
+    p.no_block = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_idle_t>()));
     p.timer = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_timer_t>()));
     uv::uv_async_init((*rt).uv, p.wake, Some(on_done));
-    uv::uv_prepare_init((*rt).uv, p.check);
+    uv::uv_prepare_init((*rt).uv, p.before_poll);
+    uv::uv_check_init((*rt).uv, p.after_poll);
+    uv::uv_idle_init((*rt).uv, p.no_block);
     uv::uv_timer_init((*rt).uv, p.timer);
-    for h in [p.wake.cast::<uv::uv_handle_t>(), p.check.cast(), p.timer.cast()] {
+    for h in [p.wake.cast::<uv::uv_handle_t>(), p.before_poll.cast(), p.after_poll.cast(), p.no_block.cast(), p.timer.cast()] {
         (*h).data = rt.cast();
         uv::uv_unref(h);
     }
     p.queues = Box::into_raw(Box::new(Queues {
         run: Mutex::new(RunQueue { jobs: VecDeque::new(), drains: 0, progress_at: 0 }),
-        done: Mutex::new(DoneQueue { jobs: Vec::new(), closed: false }),
+        done: Mutex::new(DoneQueue::new()),
         wake: p.wake,
         avg_ns: AtomicU64::new(FIRST_AVG_NS),
         max_drains: pool_size(),
@@ -299,8 +349,11 @@ pub unsafe extern "C" fn abi_queue_work_interruptible(
     let p = &mut (*rt).pool;
     p.in_flight += 1;
     if p.in_flight == 1 {
+        // Submitting runs on the loop thread: it is awake.
+        lock(&queues.done).awake();
         uv::uv_ref(p.wake.cast());
-        uv::uv_prepare_start(p.check, Some(on_check));
+        uv::uv_prepare_start(p.before_poll, Some(on_before_poll));
+        uv::uv_check_start(p.after_poll, Some(on_after_poll));
     }
     if !co.is_null() {
         (*job).wait = Some(sched::park(rt, co, Spec::new(Shape::Two).unhook(unhook, job.cast())));
@@ -330,18 +383,28 @@ fn starts_wanted(queues: &Queues, q: &RunQueue, now: u64) -> usize {
     n.min(queues.max_drains - q.drains)
 }
 
+/// One drain: the pool request, and the job it hands over when it ends.
+#[repr(C)]
+struct Drain {
+    /// First field: libuv's request pointer is the drain's.
+    req: uv::uv_work_t,
+    rt: *mut Runtime,
+    queues: *const Queues,
+    /// The last job the drain ran, finished by [`on_drain_end`] (null if none).
+    last: *mut Job,
+}
+
 /// Starts `n` drains (already counted in `drains`); returns how many
 /// started (the others are uncounted again).
 unsafe fn start_drains(rt: *mut Runtime, n: usize) -> usize {
     let queues = (*rt).pool.queues;
     let mut started = 0;
     for _ in 0..n {
-        let req = Box::into_raw(Box::new(std::mem::zeroed::<uv::uv_work_t>()));
-        (*req).data = queues as *mut c_void;
-        if uv::uv_queue_work((*rt).uv, req, Some(on_drain), Some(on_drain_end)) == 0 {
+        let drain = Box::into_raw(Box::new(Drain { req: std::mem::zeroed(), rt, queues, last: std::ptr::null_mut() }));
+        if uv::uv_queue_work((*rt).uv, drain.cast(), Some(on_drain), Some(on_drain_end)) == 0 {
             started += 1;
         } else {
-            drop(Box::from_raw(req));
+            drop(Box::from_raw(drain));
         }
     }
     if started < n {
@@ -351,16 +414,17 @@ unsafe fn start_drains(rt: *mut Runtime, n: usize) -> usize {
 }
 
 /// Runs on a pool thread: takes jobs from the run queue until it is empty,
-/// posting each finished job to the done queue (the loop is woken once for
-/// as many as arrive before it looks).
+/// posting each finished job to the done queue (the loop is woken only if
+/// it sleeps), except the last, which [`on_drain_end`] finishes.
 unsafe extern "C" fn on_drain(req: *mut uv::uv_work_t) {
-    let queues = &*((*req).data as *const Queues);
+    let drain = req as *mut Drain;
+    let queues = &*(*drain).queues;
     let mut q = lock(&queues.run);
+    let Some(JobPtr(mut job)) = q.jobs.pop_front() else {
+        q.drains -= 1;
+        return;
+    };
     loop {
-        let Some(JobPtr(job)) = q.jobs.pop_front() else {
-            q.drains -= 1;
-            return;
-        };
         let t0 = now_ns();
         q.progress_at = t0;
         drop(q);
@@ -368,28 +432,73 @@ unsafe extern "C" fn on_drain(req: *mut uv::uv_work_t) {
         let took = now_ns().saturating_sub(t0);
         let avg = queues.avg_ns.load(Ordering::Relaxed);
         queues.avg_ns.store(avg - avg / 8 + took / 8, Ordering::Relaxed);
-        let mut d = lock(&queues.done);
-        if !d.closed {
-            d.jobs.push(JobPtr(job));
-            let first = d.jobs.len() == 1;
-            drop(d);
-            if first {
-                uv::uv_async_send(queues.wake);
-            }
-        }
         q = lock(&queues.run);
+        let Some(JobPtr(next)) = q.jobs.pop_front() else {
+            // The drain ends: libuv wakes the loop for that anyway.
+            q.drains -= 1;
+            (*drain).last = job;
+            return;
+        };
+        // (Lock order: run, then done; nothing takes them the other way.)
+        let wake = lock(&queues.done).post(JobPtr(job));
+        if wake {
+            drop(q);
+            uv::uv_async_send(queues.wake);
+            q = lock(&queues.run);
+        }
+        job = next;
     }
 }
 
+/// Loop thread, the drain's pool request ended: finishes its last job.
 unsafe extern "C" fn on_drain_end(req: *mut uv::uv_work_t, _status: c_int) {
-    drop(Box::from_raw(req));
+    let drain = Box::from_raw(req as *mut Drain);
+    if drain.last.is_null() {
+        return;
+    }
+    let mut d = lock(&(*drain.queues).done);
+    if d.closed {
+        return; // shutdown: dropped, as the done queue drops them
+    }
+    d.awake();
+    drop(d);
+    finish(drain.rt, drain.last);
 }
 
-/// Before the loop waits for events: starts drains for queued work that
-/// none will take soon (see [`starts_wanted`]); while jobs wait, checks
-/// again after a millisecond even if nothing else happens.
-unsafe extern "C" fn on_check(h: *mut uv::uv_prepare_t) {
-    evaluate((*h).data as *mut Runtime);
+/// Most rounds of finished jobs the loop takes before one poll (more
+/// arrive while it resumes their coroutines); then it polls without
+/// blocking and goes on in the next iteration.
+const ROUNDS: usize = 8;
+
+/// Before the loop waits for events: finishes the jobs in the done queue
+/// (or marks the loop asleep), then starts drains for queued work that none
+/// will take soon (see [`starts_wanted`]); while jobs wait, checks again
+/// after a millisecond even if nothing else happens.
+unsafe extern "C" fn on_before_poll(h: *mut uv::uv_prepare_t) {
+    let rt = (*h).data as *mut Runtime;
+    let mut left = true;
+    for _ in 0..ROUNDS {
+        if !take_done(rt, true) {
+            left = false;
+            break;
+        }
+    }
+    if left {
+        uv::uv_idle_start((*rt).pool.no_block, Some(on_no_block));
+    }
+    if (*rt).pool.in_flight > 0 {
+        evaluate(rt);
+    }
+}
+
+unsafe extern "C" fn on_no_block(h: *mut uv::uv_idle_t) {
+    uv::uv_idle_stop(h);
+}
+
+/// After the poll: the loop is awake until its next `on_before_poll`.
+unsafe extern "C" fn on_after_poll(h: *mut uv::uv_check_t) {
+    let rt = (*h).data as *mut Runtime;
+    lock(&(*(*rt).pool.queues).done).awake();
 }
 
 unsafe extern "C" fn on_stall_timer(h: *mut uv::uv_timer_t) {
@@ -417,15 +526,31 @@ unsafe fn evaluate(rt: *mut Runtime) {
 
 /// Loop thread, woken by a drain: hands every finished job to its driver.
 unsafe extern "C" fn on_done(h: *mut uv::uv_async_t) {
-    let rt = (*h).data as *mut Runtime;
+    take_done((*h).data as *mut Runtime, false);
+}
+
+/// Hands every job in the done queue to its driver; returns whether there
+/// were any. With `sleep`, called last before the poll: when there are
+/// none, the loop is marked asleep (the next post wakes it); otherwise the
+/// loop is marked awake.
+unsafe fn take_done(rt: *mut Runtime, sleep: bool) -> bool {
     let p = &mut (*rt).pool;
     let mut batch = std::mem::take(&mut p.spare);
-    std::mem::swap(&mut batch, &mut lock(&(*p.queues).done).jobs);
+    let took = {
+        let mut d = lock(&(*p.queues).done);
+        if sleep {
+            d.collect_or_sleep(&mut batch)
+        } else {
+            d.awake();
+            std::mem::swap(&mut batch, &mut d.jobs);
+            !batch.is_empty()
+        }
+    };
     for JobPtr(job) in batch.drain(..) {
         finish(rt, job);
     }
-    let p = &mut (*rt).pool;
-    p.spare = batch;
+    (*rt).pool.spare = batch;
+    took
 }
 
 /// The job's results go to its coroutine, or are dropped by its driver.
@@ -436,7 +561,8 @@ unsafe fn finish(rt: *mut Runtime, job: *mut Job) {
     p.in_flight -= 1;
     if p.in_flight == 0 {
         uv::uv_unref(p.wake.cast());
-        uv::uv_prepare_stop(p.check);
+        uv::uv_prepare_stop(p.before_poll);
+        uv::uv_check_stop(p.after_poll);
         uv::uv_timer_stop(p.timer);
     }
     let job = Box::from_raw(job);
@@ -487,7 +613,7 @@ mod tests {
     fn queues(max: usize, avg_ns: u64) -> Queues {
         Queues {
             run: Mutex::new(RunQueue { jobs: VecDeque::new(), drains: 0, progress_at: 0 }),
-            done: Mutex::new(DoneQueue { jobs: Vec::new(), closed: false }),
+            done: Mutex::new(DoneQueue::new()),
             wake: std::ptr::null_mut(),
             avg_ns: AtomicU64::new(avg_ns),
             max_drains: max,
