@@ -4,6 +4,8 @@
 -- synchronous=NORMAL), in statements per second:
 --   * 1 coroutine on 1 connection (every statement waits for the last);
 --   * 64 coroutines spread over 4 connections;
+--   * for reference, a one-row SELECT on an in-memory database from one
+--     coroutine (the hand-off to the thread pool and back, nearly alone);
 --   * the floor: the same statements run synchronously through rusqlite in a
 --     plain single-threaded Rust program (crates/lunet-sqlite3/examples/sqlite3_floor.rs,
 --     path in LUNET_SQLITE3_FLOOR; skipped if unset).
@@ -46,6 +48,18 @@ lunet.spawn(function()
     for _ = 1, n do testmod.sum(1, 0) end
     results.empty_job = n / (now() - t0)
   end
+
+  -- The hand-off alone around the cheapest statement: one coroutine, one
+  -- in-memory connection, the same one-row SELECT back to back.
+  local lone = check(sqlite3.open())
+  check(lone:exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER); INSERT INTO t VALUES (1, 2)"))
+  for _ = 1, 2000 do check(lone:query("SELECT v FROM t WHERE id = ?", 1)) end
+  do
+    local n, t0 = math.floor(N / 5), now()
+    for _ = 1, n do check(lone:query("SELECT v FROM t WHERE id = ?", 1)) end
+    results.lone = n / (now() - t0)
+  end
+  lone:close()
 
   remove_db(path)
   local setup = check(sqlite3.open(path))
@@ -134,6 +148,7 @@ end
 row("INSERT 1 row, 1 coroutine / 1 connection", results.insert1, floor.insert_per_s)
 row("INSERT 1 row, 64 coroutines / 4 connections", results.insert64, floor.insert_per_s)
 
+print(("%-44s %12.0f %10.1f"):format("lone SELECT on :memory:, 1 coroutine", results.lone, 1e6 / results.lone))
 if results.empty_job then
   print(("%-44s %12.0f %10.1f"):format("empty pool job via the core ABI, 1 coroutine", results.empty_job, 1e6 / results.empty_job))
 end
