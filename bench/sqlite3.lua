@@ -4,6 +4,8 @@
 -- synchronous=NORMAL), in statements per second:
 --   * 1 coroutine on 1 connection (every statement waits for the last);
 --   * 64 coroutines spread over 4 connections;
+--   * for reference, a one-row SELECT on an in-memory database from one
+--     coroutine (the hand-off to the thread pool and back, nearly alone);
 --   * the floor: the same statements run synchronously through rusqlite in a
 --     plain single-threaded Rust program (crates/lunet-sqlite3/examples/sqlite3_floor.rs,
 --     path in LUNET_SQLITE3_FLOOR; skipped if unset).
@@ -32,6 +34,16 @@ local SELECT = "SELECT id, name, score FROM items WHERE id = ?"
 local INSERT = "INSERT INTO items(name, score) VALUES (?, ?)"
 
 local measure = dbbench.measure
+local results = {}
+
+-- Process CPU (every thread) per statement of each measured row.
+local cpu = {}
+local function timed(key, ...)
+  local c0 = os.clock()
+  local s, n = measure(...)
+  results[key] = n / s
+  cpu[key] = (os.clock() - c0) / n * 1e6
+end
 
 -- The core's own hand-off cost, for reference: an empty thread-pool job
 -- through the driver ABI (test module beside the build, if present).
@@ -39,13 +51,25 @@ local core_dir = (package.searchpath("lunet", package.cpath) or ""):match("^(.*)
 package.cpath = core_dir .. "/test/?.so;" .. package.cpath
 local has_testmod, testmod = pcall(require, "lunet_testmod")
 
-local results = {}
 lunet.spawn(function()
   if has_testmod then
     local n, t0 = math.floor(N / 2), now()
     for _ = 1, n do testmod.sum(1, 0) end
     results.empty_job = n / (now() - t0)
   end
+
+  -- The hand-off alone around the cheapest statement: one coroutine, one
+  -- in-memory connection, the same one-row SELECT back to back.
+  local lone = check(sqlite3.open())
+  check(lone:exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER); INSERT INTO t VALUES (1, 2)"))
+  for _ = 1, 2000 do check(lone:query("SELECT v FROM t WHERE id = ?", 1)) end
+  do
+    local n, t0, c0 = math.floor(N / 5), now(), os.clock()
+    for _ = 1, n do check(lone:query("SELECT v FROM t WHERE id = ?", 1)) end
+    results.lone = n / (now() - t0)
+    cpu.lone = (os.clock() - c0) / n * 1e6
+  end
+  lone:close()
 
   remove_db(path)
   local setup = check(sqlite3.open(path))
@@ -69,14 +93,10 @@ lunet.spawn(function()
   -- Warm up each connection's statement cache and page cache.
   measure(conns, 4, 4000, "query", SELECT, select_args)
 
-  local s, n = measure({ conns[1] }, 1, N, "query", SELECT, select_args)
-  results.select1 = n / s
-  s, n = measure(conns, 64, N, "query", SELECT, select_args)
-  results.select64 = n / s
-  s, n = measure({ conns[1] }, 1, N, "exec", INSERT, insert_args)
-  results.insert1 = n / s
-  s, n = measure(conns, 64, N, "exec", INSERT, insert_args)
-  results.insert64 = n / s
+  timed("select1", { conns[1] }, 1, N, "query", SELECT, select_args)
+  timed("select64", conns, 64, N, "query", SELECT, select_args)
+  timed("insert1", { conns[1] }, 1, N, "exec", INSERT, insert_args)
+  timed("insert64", conns, 64, N, "exec", INSERT, insert_args)
 
   for _, c in ipairs(conns) do c:close() end
   setup:close()
@@ -94,8 +114,7 @@ lunet.spawn(function()
     ]]))
   end
   measure(mems, 4, 4000, "query", SELECT, select_args)
-  s, n = measure(mems, 64, N, "query", SELECT, select_args)
-  results.select64mem = n / s
+  timed("select64mem", mems, 64, N, "query", SELECT, select_args)
   for _, c in ipairs(mems) do c:close() end
 end)
 lunet.run()
@@ -111,29 +130,31 @@ if floor_bin then
   p:close()
 end
 
-local function row(name, rate, floor_rate)
+local function row(name, key, floor_rate)
+  local rate = results[key]
   local ratio, added = "", ""
   if floor_rate then
     ratio = ("%.2fx"):format(rate / floor_rate)
     added = ("%+.1f"):format(1e6 / rate - 1e6 / floor_rate)
   end
-  print(("%-44s %12.0f %10.1f %10s %12s"):format(name, rate, 1e6 / rate, ratio, added))
+  print(("%-44s %12.0f %10.1f %10s %12s %8.2f"):format(name, rate, 1e6 / rate, ratio, added, cpu[key]))
 end
 
 print(("sqlite3: %d statements per run, %d preloaded rows, file database in WAL mode"):format(N, ROWS))
-print(("%-44s %12s %10s %10s %12s"):format("benchmark", "stmts/s", "us/stmt", "vs floor", "added us"))
+print(("%-44s %12s %10s %10s %12s %8s"):format("benchmark", "stmts/s", "us/stmt", "vs floor", "added us", "CPU us"))
 if floor.select_per_s then
   print(("%-44s %12.0f %10.1f"):format("SELECT by PK, synchronous rusqlite (floor)", floor.select_per_s, 1e6 / floor.select_per_s))
 end
-row("SELECT by PK, 1 coroutine / 1 connection", results.select1, floor.select_per_s)
-row("SELECT by PK, 64 coroutines / 4 connections", results.select64, floor.select_per_s)
-row("SELECT by PK, 64 co / 4 in-memory copies", results.select64mem, floor.select_per_s)
+row("SELECT by PK, 1 coroutine / 1 connection", "select1", floor.select_per_s)
+row("SELECT by PK, 64 coroutines / 4 connections", "select64", floor.select_per_s)
+row("SELECT by PK, 64 co / 4 in-memory copies", "select64mem", floor.select_per_s)
 if floor.insert_per_s then
   print(("%-44s %12.0f %10.1f"):format("INSERT 1 row, synchronous rusqlite (floor)", floor.insert_per_s, 1e6 / floor.insert_per_s))
 end
-row("INSERT 1 row, 1 coroutine / 1 connection", results.insert1, floor.insert_per_s)
-row("INSERT 1 row, 64 coroutines / 4 connections", results.insert64, floor.insert_per_s)
+row("INSERT 1 row, 1 coroutine / 1 connection", "insert1", floor.insert_per_s)
+row("INSERT 1 row, 64 coroutines / 4 connections", "insert64", floor.insert_per_s)
 
+row("lone SELECT on :memory:, 1 coroutine", "lone")
 if results.empty_job then
   print(("%-44s %12.0f %10.1f"):format("empty pool job via the core ABI, 1 coroutine", results.empty_job, 1e6 / results.empty_job))
 end
