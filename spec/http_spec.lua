@@ -893,6 +893,42 @@ describe("lunet.httpc", function()
     end)
   end)
 
+  it("uploads a body function with the caller's Content-Length as is, and checks its length", function()
+    local seen = {}
+    with_server({}, function(req)
+      local got, err = pieces_of(req)
+      seen[#seen + 1] = { req.headers["content-length"], req.headers["transfer-encoding"], table.concat(got), err }
+      return 200, nil, table.concat(got)
+    end, function(port)
+      local base = "http://127.0.0.1:" .. port
+      local function source(list)
+        local i = 0
+        return function()
+          i = i + 1
+          return list[i]
+        end
+      end
+      local r = assert(httpc.request({ url = base .. "/up", method = "PUT", headers = { ["Content-Length"] = "11" },
+        body = source({ "one", "", "two", "three" }) }))
+      assert.equal("onetwothree", r.body)
+      assert.same({ "11", nil, "onetwothree" }, seen[1])
+      -- More or fewer bytes than announced end the request (the connection
+      -- is closed: the server sees a body cut short, never a wrong one).
+      assert.same({ nil, "the body function gave more than Content-Length (4 bytes)" },
+        { httpc.request({ url = base .. "/up", method = "PUT", headers = { ["content-length"] = 4 },
+          body = source({ "abc", "de" }) }) })
+      assert.same({ nil, "the body function gave 3 of Content-Length's 10 bytes" },
+        { httpc.request({ url = base .. "/up", method = "PUT", headers = { { "Content-Length", "10" } },
+          body = source({ "abc" }) }) })
+      for _, bad in ipairs({ "-1", "1.5", "ten", "1e3" }) do
+        assert.has_error(function()
+          httpc.request({ url = base .. "/up", method = "PUT", headers = { ["Content-Length"] = bad }, body = source({}) })
+        end)
+      end
+      httpc.close_idle()
+    end)
+  end)
+
   it("a server announcing a chunk too big to read at once gives a sink nil, err (it raised)", function()
     H.run(function()
       local l = assert(socket.listen("tcp", "127.0.0.1", 0))

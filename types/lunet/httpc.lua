@@ -48,7 +48,7 @@ function httpc.close_idle() end
 ---@field url string an absolute http:// or https:// URL
 ---@field method? string the method (default "GET")
 ---@field headers? table `{["Name"] = "value"}` or `{{"Name", "value"}, ...}`
----@field body? string|fun(): string?, string? the request body: a string (sent with Content-Length), or a function giving the next piece, nil at the end or nil, err to abort (sent chunked, on a new connection; a 307/308 is then not followed)
+---@field body? string|fun(): string?, string? the request body: a string (sent with Content-Length), or a function giving the next piece, nil at the end or nil, err to abort (sent chunked, or as is with the Content-Length given in `headers`, which it must match; on a new connection; a 307/308 is then not followed)
 ---@field timeout_ms? integer the limit of the whole request, redirects included (default 30000)
 ---@field connect_timeout_ms? integer the limit of each connect (default timeout_ms)
 ---@field max_body_bytes? integer the largest response body accepted (default 10 MiB)

@@ -149,10 +149,13 @@ local function follows(o, status, headers)
   return type(o.body) ~= "function" or drops_body(status, o.method)
 end
 
--- Sends the pieces `source()` gives, as a chunked body. true | nil, err,
--- from_source (the source's own nil, err ends the request; its error is
+-- Sends the pieces `source()` gives: as a chunked body, or as they are
+-- when the caller gave the body's `length` (Content-Length). true | nil,
+-- err, from_source (the source's own nil, err ends the request, and so
+-- does a source that gives more or fewer bytes than `length`; its error is
 -- raised again once the connection is closed).
-local function upload(conn, source)
+local function upload(conn, source, length)
+  local sent = 0
   while true do
     local ok, piece, err = pcall(source)
     if not ok then
@@ -168,9 +171,19 @@ local function upload(conn, source)
       error("httpc.request: the body function must return a string or nil (got " .. type(piece) .. ")", 0)
     end
     if piece ~= "" then
-      local werr = write(conn, chunk(piece))
+      sent = sent + #piece
+      if length and sent > length then
+        return nil, ("the body function gave more than Content-Length (%d bytes)"):format(length), true
+      end
+      local werr = write(conn, length and piece or chunk(piece))
       if werr then return nil, werr end
     end
+  end
+  if length then
+    if sent < length then
+      return nil, ("the body function gave %d of Content-Length's %d bytes"):format(sent, length), true
+    end
+    return true
   end
   local werr = write(conn, "0\r\n\r\n")
   if werr then return nil, werr end
@@ -235,7 +248,7 @@ local function exchange(u, req, o, fresh_only)
   end
   local uerr
   if type(o.body) == "function" then
-    local ok, e, from_source = upload(conn, o.body)
+    local ok, e, from_source = upload(conn, o.body, o.upload_length)
     if not ok then
       if from_source then
         sclose(conn)
@@ -304,7 +317,10 @@ local function build_request(u, o, method, body)
     h[n + 1] = "User-Agent: lunet-httpc\r\n"
     n = n + 1
   end
-  if type(body) == "function" then
+  if type(body) == "function" and o.upload_length then
+    h[n + 1], h[n + 2], h[n + 3] = "Content-Length: ", o.upload_length, "\r\n"
+    n = n + 3
+  elseif type(body) == "function" then
     h[n + 1] = "Transfer-Encoding: chunked\r\n"
     n = n + 1
   elseif body or method == "POST" or method == "PUT" or method == "PATCH" then
@@ -374,7 +390,7 @@ function M.request(opts)
   if opts.body ~= nil and type(opts.body) ~= "string" and type(opts.body) ~= "function" then
     error("httpc.request: body must be a string or a function (got " .. type(opts.body) .. ")", 2)
   end
-  local hs = {}
+  local hs, upload_length = {}, nil
   if opts.headers ~= nil then
     if type(opts.headers) ~= "table" then error("httpc.request: headers must be a table", 2) end
     for k, v in pairs(opts.headers) do
@@ -385,6 +401,15 @@ function M.request(opts)
       end
       check_field(name, value)
       hs[#hs + 1] = { name, value }
+      -- A body function with a Content-Length of the caller's is sent as
+      -- is, that many bytes (lua-resty-http does the same); without, chunked.
+      if type(opts.body) == "function" and type(name) == "string" and name:lower() == "content-length" then
+        local n = tonumber(value)
+        if not n or n < 0 or n ~= math.floor(n) or n > 2 ^ 53 or not tostring(value):match("^%s*%d+%s*$") then
+          error("httpc.request: Content-Length must be a whole number of bytes (got " .. tostring(value) .. ")", 2)
+        end
+        upload_length = n
+      end
     end
   end
   local timeout = opt_int(opts, "timeout_ms", 30000, 1)
@@ -398,6 +423,7 @@ function M.request(opts)
     follow_redirects = opts.follow_redirects == true,
     sink = opts.sink,
     strip = STRIP_ON_CROSS,
+    upload_length = upload_length,
   }
   if opts.tls ~= nil and type(opts.tls) ~= "table" then
     error("httpc.request: tls must be a table of TLS options", 2)
