@@ -44,6 +44,15 @@ local function with_server(opts, handler, body)
   end, 20000)
 end
 
+-- A body function for httpc that gives the strings of `list`, then nil.
+local function source(list)
+  local i = 0
+  return function()
+    i = i + 1
+    return list[i]
+  end
+end
+
 local function echo(req)
   if req.path == "/echo" then
     local b, err = req:body()
@@ -844,13 +853,6 @@ describe("lunet.httpc", function()
       return 200, nil, table.concat(got)
     end, function(port)
       local base = "http://127.0.0.1:" .. port
-      local function source(list)
-        local i = 0
-        return function()
-          i = i + 1
-          return list[i]
-        end
-      end
       local r = assert(httpc.request({ url = base .. "/up", method = "PUT", body = source({ "one", "", "two", "three" }) }))
       assert.equal("onetwothree", r.body)
       assert.same({ "PUT", "chunked", "one|two|three" }, seen[1])
@@ -901,13 +903,6 @@ describe("lunet.httpc", function()
       return 200, nil, table.concat(got)
     end, function(port)
       local base = "http://127.0.0.1:" .. port
-      local function source(list)
-        local i = 0
-        return function()
-          i = i + 1
-          return list[i]
-        end
-      end
       local r = assert(httpc.request({ url = base .. "/up", method = "PUT", headers = { ["Content-Length"] = "11" },
         body = source({ "one", "", "two", "three" }) }))
       assert.equal("onetwothree", r.body)
