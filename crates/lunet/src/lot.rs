@@ -121,7 +121,12 @@ impl<T, W: PartialEq> Lot<T, W> {
         self.waiters.pop()
     }
 
-    /// The ready item queued longest.
+    /// The ready item queued longest, left in the queue.
+    pub fn first_ready(&self) -> Option<&T> {
+        self.ready.front()
+    }
+
+    /// Takes the ready item queued longest.
     pub fn take_ready(&mut self) -> Option<T> {
         self.ready.pop_front()
     }
@@ -325,6 +330,7 @@ mod tests {
         assert_eq!(l.ready_len(), 3);
         assert_eq!(l.remove_ready(|&x| x == 2), Some(2));
         assert_eq!(l.remove_ready(|&x| x == 2), None);
+        assert_eq!(l.first_ready(), Some(&1));
         assert_eq!(l.take_ready(), Some(1));
         assert_eq!(l.take_ready(), Some(3));
         assert_eq!(l.take_ready(), None);

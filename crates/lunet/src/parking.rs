@@ -91,18 +91,16 @@ unsafe fn update_timer(p: *mut Parking) {
         None => None,
     };
     match (want, pk.armed) {
-        // Armed earlier than needed: it fires, finds nothing and re-arms.
+        // Armed earlier than needed (or with nothing left to expire): it
+        // fires, finds nothing and re-arms, which is cheaper than stopping
+        // and starting it as connections come and go, request after request.
         (Some(w), Some(a)) if a <= w => {}
+        (None, _) => {}
         (Some(w), _) => {
             let now = uv::uv_now((*pk.rt).uv);
             uv::uv_timer_start(&mut pk.timer, Some(on_timer), w.saturating_sub(now), 0);
             pk.armed = Some(w);
         }
-        (None, Some(_)) => {
-            uv::uv_timer_stop(&mut pk.timer);
-            pk.armed = None;
-        }
-        (None, None) => {}
     }
     if hold != pk.held {
         pk.held = hold;
@@ -140,16 +138,13 @@ unsafe extern "C" fn on_timer_close(h: *mut uv::uv_handle_t) {
 
 // ---------------------------------------------------------------- readiness
 
-/// Called by the socket code when a parked (or queued) connection has news:
-/// `data` that just arrived (not buffered yet), or something buffered, its
-/// end, or its error. Loop thread.
+/// Called by the socket code when a connection in a lot has news: bytes in
+/// its buffer, its end, or its error. It becomes ready (if it was not
+/// already). Loop thread.
 ///
 /// # Safety
 /// `s` is in a lot.
-pub unsafe fn input(s: *mut Sock, data: Option<&[u8]>) {
-    if let Some(d) = data {
-        stream::buffer(s, d);
-    }
+pub unsafe fn input(s: *mut Sock) {
     let p = (*s).lot;
     let key = (*s).lot_key;
     if key == READY {
@@ -333,8 +328,11 @@ lua_fn! {
         if (*p).woken == L {
             (*p).woken = ptr::null_mut(); // the task woken for the queue is here
         }
-        if let Some(e) = (*p).lot.take_ready() {
+        if let Some(&e) = (*p).lot.first_ready() {
+            // Pushed before it leaves the queue: a push that raises (an
+            // allocation's error) leaves it there for the next `next`.
             let n = push_entry(L, p, e);
+            (*p).lot.take_ready();
             // More are queued: another waiter looks too, in case this task
             // is about to wait for something else.
             wake_one(p);

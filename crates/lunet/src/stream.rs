@@ -393,17 +393,10 @@ unsafe extern "C" fn on_read(stream: *mut uv::uv_stream_t, nread: isize, _buf: *
             return;
         }
         let Some(id) = (*s).reader else {
-            if !(*s).lot.is_null() {
-                if (*s).rbuf.is_empty() {
-                    // The lot hands these bytes to a waiting task directly.
-                    parking::input(s, Some(data));
-                } else {
-                    buffer(s, data);
-                    parking::input(s, None);
-                }
-                return;
-            }
             buffer(s, data);
+            if !(*s).lot.is_null() {
+                parking::input(s); // ready in its lot
+            }
             return;
         };
         if (*s).rbuf.is_empty() {
@@ -507,7 +500,7 @@ pub unsafe fn push_parked_input(L: *mut lua_State, s: *mut Sock, timed_out: bool
 unsafe fn serve_reader(s: *mut Sock) {
     let Some(id) = (*s).reader else {
         if !(*s).lot.is_null() && has_news(s) {
-            parking::input(s, None);
+            parking::input(s);
         }
         return;
     };
@@ -914,7 +907,7 @@ unsafe fn tls_input(s: *mut Sock, input: Option<&[u8]>) {
             (*s).reading = false;
         }
         if !(*s).lot.is_null() && has_news(s) {
-            parking::input(s, None);
+            parking::input(s);
         }
         return;
     }
